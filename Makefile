@@ -1,0 +1,50 @@
+# Tradewind — every target installs what it needs into .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is installed on its own line so that the choice of build stays yours:
+#   CPU (default here):  make install
+#   CUDA:                make install TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench lint up down clean help
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+	$(BIN)/pip install --quiet -e ".[rl,dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install everything (torch CPU by default)
+
+run: install  ## start the whole stack in replay mode (embedded Redis + PostgreSQL); Ctrl-C stops it
+	$(BIN)/tradewind up --mode replay
+
+test: install  ## run the whole test suite (embedded Redis + PostgreSQL unless REDIS_URL / DATABASE_URL are set)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install  ## run the benchmarks; writes bench/results.json
+	$(BIN)/python -m bench
+
+lint: install  ## ruff + mypy
+	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff format --check shared services tests bench
+	$(BIN)/mypy
+
+up:  ## docker compose up (live public data, paper trading)
+	docker compose up
+
+down:  ## docker compose down
+	docker compose down
+
+clean:  ## remove .venv and ./var (embedded server data)
+	rm -rf $(VENV) var

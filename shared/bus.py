@@ -1,0 +1,417 @@
+"""The Redis stream bus: batched publishing, consumer groups, reclaim, dead letters.
+
+A thin layer over redis-py asyncio (hiredis parser). Delivery is at-least-once: a consumer
+acks an entry only after its handler returned, so handlers must be idempotent. Entries left
+pending by a dead consumer are reclaimed with XAUTOCLAIM; an entry delivered more than
+``max_deliveries`` times, or one that cannot be decoded, moves to ``dlq:<stream>``.
+Only Redis 6.2 stream commands are used (the embedded server is 6.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.config import BusSettings
+from shared.metrics import ServiceMetrics
+from shared.schemas import AnyMessage, DecodeError, decode, encode, streams
+
+log = logging.getLogger(__name__)
+
+Payload = AnyMessage | Sequence[AnyMessage]
+_TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def connect_redis(url: str) -> Redis:
+    """Open a client for the bus (bytes responses; hiredis parses when installed)."""
+    return Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Bus(Protocol):
+    async def publish(self, stream: str, payload: Payload) -> str: ...
+
+    async def publish_many(self, entries: Sequence[tuple[str, Payload]]) -> list[str]: ...
+
+
+class RedisBus:
+    """Publish to streams with approximate MAXLEN trimming and per-stream write counters."""
+
+    def __init__(self, redis: Redis, settings: BusSettings, metrics: ServiceMetrics | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.metrics = metrics
+
+    async def publish(self, stream: str, payload: Payload) -> str:
+        """Append one entry (one message or a batch of messages); return its id."""
+        return (await self.publish_many([(stream, payload)]))[0]
+
+    async def publish_many(self, entries: Sequence[tuple[str, Payload]]) -> list[str]:
+        """Append many entries in one pipelined round trip; return their ids in order."""
+        return await self.publish_encoded([(s, encode(p), _count(p)) for s, p in entries])
+
+    async def publish_encoded(self, entries: Sequence[tuple[str, bytes, int]]) -> list[str]:
+        """Append already-encoded entries ``(stream, data, n_messages)`` in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        totals: dict[str, list[int]] = {}
+        for stream, data, n in entries:
+            pipe.xadd(stream, {streams.FIELD: data}, maxlen=self.settings.maxlen, approximate=True)
+            t = totals.setdefault(stream, [0, 0])
+            t[0] += 1
+            t[1] += n
+        for stream, (n_entries, n_msgs) in totals.items():
+            pipe.hincrby(streams.STATS_KEY, f"{stream}:entries", n_entries)
+            pipe.hincrby(streams.STATS_KEY, f"{stream}:msgs", n_msgs)
+        results = await pipe.execute()
+        if self.metrics:
+            for stream, (_, n_msgs) in totals.items():
+                self.metrics.count_out(stream, n_msgs)
+        return [_text(r) for r in results[: len(entries)]]
+
+
+def _count(payload: Payload) -> int:
+    return 1 if not isinstance(payload, Sequence) else len(payload)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Publisher:
+    """Drain-and-pipeline writer: ``put`` is cheap and synchronous; one task sends everything queued.
+
+    Messages are grouped per stream into entries of ``messages_per_entry``. If Redis is down the
+    buffer is kept and retried with backoff, so nothing is lost; ``put`` waits when more than
+    ``max_buffered`` messages are queued, so memory stays bounded.
+    """
+
+    def __init__(self, bus: RedisBus, max_buffered: int = 200_000) -> None:
+        self.bus = bus
+        self.per_entry = bus.settings.messages_per_entry
+        self.max_buffered = max_buffered
+        self._buffer: dict[str, list[AnyMessage]] = {}
+        self._buffered = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="publisher")
+
+    def put_nowait(self, stream: str, message: AnyMessage) -> None:
+        self._buffer.setdefault(stream, []).append(message)
+        self._buffered += 1
+        self._drained.clear()
+        self._wake.set()
+
+    async def put(self, stream: str, message: AnyMessage) -> None:
+        while self._buffered >= self.max_buffered:
+            await self._drained.wait()
+        self.put_nowait(stream, message)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is in Redis."""
+        await self._drained.wait()
+
+    async def close(self) -> None:
+        """Send what is queued, then stop the writer task."""
+        self._closing = True
+        self._wake.set()
+        if self._task:
+            await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._buffered:
+                batch, self._buffer, count = self._buffer, {}, self._buffered
+                self._buffered = 0
+                entries = [
+                    (stream, encode(msgs[i : i + self.per_entry]), len(msgs[i : i + self.per_entry]))
+                    for stream, msgs in batch.items()
+                    for i in range(0, len(msgs), self.per_entry)
+                ]
+                while True:
+                    try:
+                        await self.bus.publish_encoded(entries)
+                        backoff = 0.05
+                        break
+                    except _TRANSIENT as exc:
+                        log.warning("publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff)
+                        if self.bus.metrics:
+                            self.bus.metrics.error("publish_retry")
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+            if not self._buffered:
+                self._drained.set()
+                if self._closing:
+                    return
+            else:
+                self._wake.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One stream entry handed to a handler."""
+
+    stream: str
+    entry_id: str
+    messages: list[AnyMessage]
+
+
+Handler = Callable[[list[Delivery]], Awaitable[None]]
+
+
+class Consumer:
+    """Read streams through a consumer group in batches; ack only after the handler returns.
+
+    A failing batch is retried entry by entry so one poison entry does not hold back the
+    others; an entry that keeps failing stays pending, is reclaimed after ``claim_idle_ms``
+    and is dead-lettered once delivered more than ``max_deliveries`` times.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        streams_: Sequence[str],
+        group: str,
+        handler: Handler,
+        settings: BusSettings,
+        *,
+        name: str | None = None,
+        start_id: str = "0",
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        if not streams_:
+            raise ValueError("Consumer needs at least one stream to read")
+        if not group:
+            raise ValueError("Consumer needs a group name: groups are what make delivery at-least-once")
+        if settings.claim_idle_ms <= settings.block_ms:
+            raise ValueError(
+                f"bus.claim_idle_ms ({settings.claim_idle_ms}) must exceed bus.block_ms ({settings.block_ms}):"
+                " otherwise a live consumer's entries can be reclaimed while it is still working on them"
+            )
+        self.redis = redis
+        self.streams = list(streams_)
+        self.group = group
+        self.handler = handler
+        self.settings = settings
+        self.name = name or default_consumer_name()
+        self.start_id = start_id
+        self.metrics = metrics
+        self._stopping = asyncio.Event()
+        self._errors: dict[str, str] = {}  # entry id -> last handler error, for the dead-letter record
+        self.processed = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Ask the consumer to stop after the batch in flight (that batch is finished and acked)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop()``; survive Redis restarts by retrying with backoff."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self._ensure_groups()
+                await self._recover_own_pending()
+                next_claim = 0.0
+                while not self._stopping.is_set():
+                    if time.monotonic() >= next_claim:
+                        await self._reclaim()
+                        next_claim = time.monotonic() + self.settings.claim_interval_ms / 1000
+                    response = await self.redis.xreadgroup(
+                        self.group,
+                        self.name,
+                        dict.fromkeys(self.streams, ">"),
+                        count=self.settings.batch_size,
+                        block=self.settings.block_ms,
+                    )
+                    if response:
+                        await self._process(_entries(response))
+                    backoff = 0.1
+            except _TRANSIENT as exc:
+                log.warning("consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff)
+                if self.metrics:
+                    self.metrics.reconnect("redis")
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, 5.0)
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                await self.redis.xgroup_create(stream, self.group, id=self.start_id, mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _recover_own_pending(self) -> None:
+        """Re-deliver entries this consumer name read but never acked (a restart under the same name)."""
+        cursors = dict.fromkeys(self.streams, "0")
+        while cursors and not self._stopping.is_set():
+            response = await self.redis.xreadgroup(
+                self.group, self.name, cursors, count=self.settings.batch_size
+            )
+            entries = _entries(response)
+            for stream in list(cursors):
+                own = [e for e in entries if e[0] == stream]
+                if not own:
+                    del cursors[stream]
+                else:
+                    cursors[stream] = own[-1][1]
+            if entries:
+                await self._triage(entries)
+
+    async def _reclaim(self) -> None:
+        """Take over entries idle longer than ``claim_idle_ms`` in any consumer of the group."""
+        for stream in self.streams:
+            cursor = "0-0"
+            while not self._stopping.is_set():
+                result = await self.redis.xautoclaim(
+                    stream,
+                    self.group,
+                    self.name,
+                    min_idle_time=self.settings.claim_idle_ms,
+                    start_id=cursor,
+                    count=self.settings.batch_size,
+                )
+                cursor = _text(result[0])
+                claimed = [(stream, _text(eid), fields) for eid, fields in result[1]]
+                if claimed:
+                    log.info("consumer %s reclaimed %d entries of %s", self.name, len(claimed), stream)
+                    await self._triage(claimed)
+                if cursor == "0-0":
+                    break
+
+    async def _triage(self, entries: list[tuple[str, str, Any]]) -> None:
+        """Dead-letter entries delivered too often; process the rest."""
+        counts = await self._delivery_counts(entries)
+        fresh, exhausted = [], []
+        for entry in entries:
+            (exhausted if counts.get(entry[1], 1) > self.settings.max_deliveries else fresh).append(entry)
+        for stream, entry_id, fields in exhausted:
+            reason = self._errors.pop(entry_id, "handler failed")
+            await self._dead_letter(stream, entry_id, fields, f"delivered {counts[entry_id]} times; last: {reason}")
+        if fresh:
+            await self._process(fresh)
+
+    async def _delivery_counts(self, entries: list[tuple[str, str, Any]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for stream in {e[0] for e in entries}:
+            ids = [e[1] for e in entries if e[0] == stream]
+            rows = await self.redis.xpending_range(
+                stream, self.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
+                count=len(ids) + 1000, consumername=self.name,
+            )
+            wanted = set(ids)
+            for row in rows:
+                eid = _text(row["message_id"])
+                if eid in wanted:
+                    counts[eid] = int(row["times_delivered"])
+        return counts
+
+    async def _process(self, entries: list[tuple[str, str, Any]]) -> None:
+        started = time.perf_counter()
+        deliveries: list[Delivery] = []
+        for stream, entry_id, fields in entries:
+            if fields is None:  # trimmed away while pending: nothing left to deliver
+                log.warning("entry %s of %s was trimmed before it was processed", entry_id, stream)
+                if self.metrics:
+                    self.metrics.error("trimmed_pending")
+                await self.redis.xack(stream, self.group, entry_id)
+                continue
+            try:
+                deliveries.append(Delivery(stream, entry_id, decode(fields[streams.FIELD.encode()])))
+            except (DecodeError, KeyError) as exc:
+                await self._dead_letter(stream, entry_id, fields, f"undecodable: {exc}")
+        if not deliveries:
+            return
+        try:
+            await self.handler(deliveries)
+            done = deliveries
+        except Exception as exc:
+            if self.metrics:
+                self.metrics.error("handler")
+            log.warning("handler failed on a batch of %d (%r); retrying entry by entry", len(deliveries), exc)
+            done = []
+            for d in deliveries if len(deliveries) > 1 else []:
+                try:
+                    await self.handler([d])
+                    done.append(d)
+                except Exception as one_exc:
+                    self._errors[d.entry_id] = repr(one_exc)[:500]
+            if len(deliveries) == 1:
+                self._errors[deliveries[0].entry_id] = repr(exc)[:500]
+        await self._ack(done)
+        self.processed += sum(len(d.messages) for d in done)
+        if self.metrics:
+            elapsed = time.perf_counter() - started
+            for stream in {d.stream for d in done}:
+                self.metrics.count_in(stream, sum(len(d.messages) for d in done if d.stream == stream))
+                self.metrics.observe(stream, elapsed)
+
+    async def _ack(self, done: Iterable[Delivery]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for d in done:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+            self._errors.pop(d.entry_id, None)
+        if not by_stream:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, self.group, *ids)
+        await pipe.execute()
+
+    async def _dead_letter(self, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str) -> None:
+        log.error("dead-lettering %s %s (group %s): %s", stream, entry_id, self.group, reason)
+        record = {
+            streams.FIELD: fields.get(streams.FIELD.encode(), b""),
+            "stream": stream,
+            "id": entry_id,
+            "group": self.group,
+            "error": reason[:1000],
+        }
+        pipe = self.redis.pipeline(transaction=True)  # both or neither: never lost, never twice
+        pipe.xadd(streams.dead_letter(stream), record, maxlen=self.settings.maxlen, approximate=True)
+        pipe.xack(stream, self.group, entry_id)
+        await pipe.execute()
+        self.dead_lettered += 1
+        if self.metrics:
+            self.metrics.error("dead_letter")
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _entries(response: Any) -> list[tuple[str, str, Any]]:
+    """Flatten an XREADGROUP reply (list or RESP3 dict form) to (stream, id, fields)."""
+    items = response.items() if isinstance(response, dict) else response or []
+    out = []
+    for stream, rows in items:
+        name = _text(stream)
+        for entry_id, fields in rows:
+            out.append((name, _text(entry_id), fields))
+    return out

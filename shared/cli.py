@@ -1,0 +1,167 @@
+"""The `tradewind` command. Platform commands live here; each service contributes its own
+commands from ``services.<name>.cli``, loaded only when invoked (fast `--help`, and a service
+that is not there simply has no commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import sys
+from typing import Any
+
+import click
+
+from shared.config import ConfigError, Settings, load_settings
+
+# command name -> "module:attribute" of a click command contributed by a service.
+SERVICE_COMMANDS = {
+    "normalize": "services.ingest.cli:normalize",
+    "replay-server": "services.ingest.cli:replay_server",
+    "capture": "services.ingest.cli:capture",
+    "train": "services.trainer.cli:train",
+    "backtest": "services.trainer.cli:backtest",
+    "arb": "services.executor.arbitrage.cli:arb",
+    "status": "services.executor.cli:status",
+    "halt": "services.risk.cli:halt",
+    "resume": "services.risk.cli:resume",
+    "risk": "services.risk.cli:risk",
+}
+SERVICE_RUNNERS = ("ingest", "trainer", "executor", "risk", "dashboard")
+
+
+def _module_exists(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class TradewindGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        lazy = [n for n, target in SERVICE_COMMANDS.items() if _module_exists(target.split(":")[0])]
+        return sorted([*super().list_commands(ctx), *lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in SERVICE_COMMANDS:
+            return command
+        module, attr = SERVICE_COMMANDS[name].split(":")
+        if not _module_exists(module):
+            return None
+        found = getattr(importlib.import_module(module), attr)
+        return found if isinstance(found, click.Command) else None
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        click.echo(f"tradewind: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(cls=TradewindGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tradewind")
+def cli() -> None:
+    """Tradewind: RL crypto trading on Redis streams. Paper trading unless you opt in to live."""
+
+
+@cli.command()
+@click.option("--mode", type=click.Choice(["replay", "paper", "live"]), default=None,
+              help="replay: recorded data, paper orders (default); paper: live data; live: real orders (gated)")
+@click.option("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
+@click.option("--only", multiple=True, metavar="SERVICE", help="start only these services (repeatable)")
+def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
+    """Start the whole stack as supervised processes; Ctrl-C stops it. Prints a JSON summary at the end."""
+    from shared.logs import setup_logging
+    from shared.stack import up as run_up
+
+    overrides: dict[str, Any] = {"service_name": "up"}
+    if mode:
+        overrides["mode"] = mode
+    settings = settings_or_exit(**overrides)
+    setup_logging(settings.log, "up")
+    summary = asyncio.run(run_up(settings, duration, list(only) or None))
+    click.echo(json.dumps(summary))
+    failed = [n for n, s in summary["services"].items() if s["state"] == "gave_up"]
+    sys.exit(1 if failed else 0)
+
+
+@cli.command()
+@click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between readings (rates)")
+@click.option("--lag-cap", type=int, default=10_000, show_default=True,
+              help="count at most this many undelivered entries per group (Redis 6.2 has no lag field)")
+def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
+    """Per stream: length, rates, last entry age; per consumer group: consumers, pending, lag."""
+    from rich.console import Console
+    from rich.live import Live
+
+    from shared import monitor
+    from shared.bus import connect_redis
+    from shared.stack import running_url
+
+    settings = settings_or_exit()
+    url = running_url(settings, "redis")
+    if not url:
+        raise click.ClickException(
+            f"no REDIS_URL set and no running `tradewind up` found ({settings.var_dir}/run/redis.url)"
+        )
+
+    async def run() -> None:
+        redis = connect_redis(url)
+        try:
+            infos, at = await monitor.report(redis, interval, lag_cap=lag_cap)
+            if not watch:
+                if as_json:
+                    click.echo(json.dumps(monitor.as_json(infos)))
+                else:
+                    Console().print(monitor.render(infos))
+                return
+            with Live(monitor.render(infos), auto_refresh=False) as live:
+                while True:
+                    await asyncio.sleep(interval)
+                    infos, at = await monitor.report(redis, interval, infos, at, lag_cap=lag_cap)
+                    if as_json:
+                        click.echo(json.dumps(monitor.as_json(infos)))
+                    else:
+                        live.update(monitor.render(infos), refresh=True)
+        finally:
+            await redis.aclose()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
+
+
+@cli.command("config")
+def show_config() -> None:
+    """Print the effective settings as JSON (secrets masked)."""
+    click.echo(json.dumps(settings_or_exit().redacted(), indent=2))
+
+
+def _service_command(name: str) -> click.Command:
+    @click.command(name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run).")
+    def run_one() -> None:
+        module = f"services.{name}.service"
+        if not _module_exists(module):
+            raise click.ClickException(f"the {name} service is not part of this version of Tradewind")
+        from shared.runtime import run_service
+
+        sys.exit(run_service(name, importlib.import_module(module).main))
+
+    return run_one
+
+
+for _name in SERVICE_RUNNERS:
+    cli.add_command(_service_command(_name))
+
+
+def main() -> None:
+    cli(prog_name="tradewind")

@@ -1,0 +1,177 @@
+"""Settings for every Tradewind process, from the environment and an optional TOML file.
+
+Precedence (highest first): explicit arguments, environment variables, secret files
+(``TRADEWIND_SECRETS_DIR``), the TOML file (``TRADEWIND_CONFIG``), defaults.
+Nested settings use ``__`` in the environment: ``TRADEWIND_BUS__MAXLEN=100000``.
+``REDIS_URL`` and ``DATABASE_URL`` are read without the prefix, as every tool expects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "TRADEWIND_"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message names the setting and what was expected."""
+
+
+class Section(BaseModel):
+    """A nested group of settings; unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusSettings(Section):
+    """Redis stream bus tuning."""
+
+    maxlen: int = Field(1_000_000, ge=1, description="approximate MAXLEN every producer trims to")
+    batch_size: int = Field(500, ge=1, le=100_000, description="messages read per XREADGROUP")
+    block_ms: int = Field(500, ge=1, le=60_000, description="XREADGROUP BLOCK; bounds how long a stop waits")
+    claim_idle_ms: int = Field(30_000, ge=1, description="pending entries idle longer are reclaimed")
+    claim_interval_ms: int = Field(5_000, ge=1, description="how often a consumer looks for such entries")
+    max_deliveries: int = Field(5, ge=1, description="deliveries before an entry goes to the dead-letter stream")
+    messages_per_entry: int = Field(100, ge=1, le=10_000, description="publisher batches this many per entry")
+
+
+class StorageSettings(Section):
+    pool_min: int = Field(1, ge=0)
+    pool_max: int = Field(8, ge=1)
+    copy_batch: int = Field(10_000, ge=1, description="rows per COPY")
+    flush_interval_s: float = Field(1.0, gt=0, description="a partial batch is written after this long")
+    retry_max_s: float = Field(30.0, gt=0, description="give up a write after retrying this long")
+
+
+class SupervisorSettings(Section):
+    restart_backoff_s: float = Field(0.5, gt=0, description="first restart delay; doubles per crash")
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    crash_loop_restarts: int = Field(5, ge=1, description="restarts within the window that mean a crash loop")
+    crash_loop_window_s: float = Field(60.0, gt=0)
+    stop_grace_s: float = Field(10.0, gt=0, description="SIGTERM → SIGKILL grace per service")
+
+
+class MetricsSettings(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9100, ge=0, le=65535, description="0 picks a free port")
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class DashboardSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    token: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    mode: Literal["replay", "paper", "live"] = "replay"
+    live: bool = Field(False, description="TRADEWIND_LIVE=1 is one of the three gates of live trading")
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", f"{ENV_PREFIX}REDIS_URL", "redis_url")
+    )
+    database_url: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", f"{ENV_PREFIX}DATABASE_URL", "database_url")
+    )
+    var_dir: Path = Field(Path("var"), description="embedded servers' data, logs, checkpoints")
+    service_name: str = Field("tradewind", description="set per process by the supervisor")
+
+    bus: BusSettings = BusSettings()
+    storage: StorageSettings = StorageSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            file_secret_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=os.environ.get(f"{ENV_PREFIX}CONFIG") or None),
+        )
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the settings as plain data with every secret masked, for display."""
+        return self.model_dump(mode="json")
+
+
+def setting_env_name(loc: tuple[int | str, ...]) -> str:
+    """Map a validation error location to the environment variable a user would set."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    if parts and parts[0] in ("REDIS_URL", "DATABASE_URL"):
+        return parts[0]
+    if parts and parts[0].startswith(ENV_PREFIX):
+        return "__".join(parts)
+    return ENV_PREFIX + "__".join(p.upper() for p in parts)
+
+
+def unknown_env_settings(environ: dict[str, str]) -> list[str]:
+    """Return TRADEWIND_* variables that name no setting (typos would otherwise pass silently)."""
+    own = {f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}SECRETS_DIR"}
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = []
+    for key in environ:
+        if not key.startswith(ENV_PREFIX) or key in own:
+            continue
+        top = key[len(ENV_PREFIX) :].split("__", 1)[0]
+        if top not in fields:
+            unknown.append(key)
+    return sorted(unknown)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one ConfigError that names each setting."""
+    unknown = unknown_env_settings(dict(os.environ))
+    if unknown:
+        raise ConfigError("unknown settings in the environment: " + ", ".join(unknown))
+    config_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: config file {config_file!r} does not exist")
+    try:
+        secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR") or None
+        return Settings(_secrets_dir=secrets_dir, **overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = setting_env_name(err["loc"])
+            dotted = ".".join(str(p) for p in err["loc"])
+            got = err.get("input")
+            shown = "<secret>" if "url" in dotted.lower() or "token" in dotted.lower() else repr(got)
+            if err["type"] == "extra_forbidden":
+                lines.append(f"{name} ({dotted}): unknown setting")
+            else:
+                lines.append(f"{name} ({dotted}): {err['msg']}; got {shown}")
+        source = f" (config file {config_file})" if config_file else ""
+        raise ConfigError("invalid settings" + source + ":\n  " + "\n  ".join(lines)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"{ENV_PREFIX}CONFIG: cannot read {config_file!r}: {exc}") from None

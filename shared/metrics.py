@@ -1,0 +1,57 @@
+"""Prometheus metrics every service exposes: messages in/out, processing latency, errors, reconnects."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from shared.config import MetricsSettings
+
+_LATENCY_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0)
+
+
+class ServiceMetrics:
+    """One service's metrics on its own registry (no process-global state; tests make their own)."""
+
+    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
+        self.registry = registry or CollectorRegistry()
+        labels = ["service", "stream"]
+        self.messages_in = Counter(
+            "tradewind_messages_in", "Messages consumed from a stream", labels, registry=self.registry
+        )
+        self.messages_out = Counter(
+            "tradewind_messages_out", "Messages published to a stream", labels, registry=self.registry
+        )
+        self.processing_seconds = Histogram(
+            "tradewind_processing_seconds",
+            "Time to process one consumed batch, handler and ack included",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "tradewind_errors", "Errors by kind", ["service", "kind"], registry=self.registry
+        )
+        self.reconnects = Counter(
+            "tradewind_reconnects", "Reconnects to a venue or server", ["service", "target"], registry=self.registry
+        )
+
+    def count_in(self, stream: str, n: int) -> None:
+        self.messages_in.labels(self.service, stream).inc(n)
+
+    def count_out(self, stream: str, n: int) -> None:
+        self.messages_out.labels(self.service, stream).inc(n)
+
+    def observe(self, stream: str, seconds: float) -> None:
+        self.processing_seconds.labels(self.service, stream).observe(seconds)
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(self.service, kind).inc()
+
+    def reconnect(self, target: str) -> None:
+        self.reconnects.labels(self.service, target).inc()
+
+    def serve(self, settings: MetricsSettings) -> int:
+        """Expose /metrics over HTTP; return the bound port (0 in settings picks a free one)."""
+        server, _thread = start_http_server(settings.port, addr=settings.host, registry=self.registry)
+        return int(server.server_port)

@@ -1,0 +1,129 @@
+"""Normalized messages crossing service boundaries (DESIGN.md, Normalized messages).
+
+Frozen msgspec Structs with a ``type`` tag, so one decoder reads any stream. Timestamps are
+integer nanoseconds UTC. Prices and amounts are floats here; the ledger converts to Decimal.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+Level = tuple[float, float]
+
+
+class Message(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True):
+    """Base of every message on the bus."""
+
+
+class Trade(Message, tag="trade"):
+    exchange: str
+    symbol: str
+    trade_id: str
+    price: float
+    amount: float
+    side: Side  # the taker's side
+    ts: int
+    recv_ts: int
+
+
+class BookUpdate(Message, tag="book"):
+    exchange: str
+    symbol: str
+    seq: int
+    ts: int
+    recv_ts: int
+    bids: list[Level]
+    asks: list[Level]
+    snapshot: bool = False  # True replaces the book; otherwise amount 0 deletes a level
+
+
+FeedState = Literal["connected", "disconnected", "gap", "resynced", "stale", "error"]
+
+
+class Status(Message, tag="status"):
+    exchange: str
+    state: FeedState
+    ts: int
+    symbol: str | None = None
+    detail: str = ""
+
+
+OrderType = Literal["market", "limit", "ioc", "post_only"]
+MarginMode = Literal["isolated", "cross"]
+
+
+class OrderIntent(Message, tag="intent"):
+    client_order_id: str  # idempotency key: an intent seen twice places one order
+    exchange: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    amount: float
+    ts: int
+    price: float | None = None
+    strategy: str = ""
+    margin_mode: MarginMode | None = None
+    reduce_only: bool = False
+    cancel: bool = False  # True cancels the order with this client_order_id
+
+
+class Fill(msgspec.Struct, frozen=True, omit_defaults=True):
+    fill_id: str
+    price: float
+    amount: float
+    fee: float
+    fee_asset: str
+    ts: int
+    liquidity: Literal["maker", "taker"] = "taker"
+
+
+OrderStatus = Literal["accepted", "rejected", "partially_filled", "filled", "cancelled"]
+
+
+class OrderEvent(Message, tag="order"):
+    client_order_id: str
+    exchange: str
+    symbol: str
+    side: Side
+    status: OrderStatus
+    ts: int
+    order_id: str = ""
+    filled: float = 0.0
+    remaining: float = 0.0
+    avg_price: float = 0.0
+    fills: list[Fill] = []
+    reason: str = ""  # rejection reason code, e.g. "risk.max_notional", "venue.min_notional"
+
+
+class RiskEvent(Message, tag="risk"):
+    kind: str  # e.g. "limit_breach", "halt", "resume", "crash_start", "crash_end", "hedge"
+    ts: int
+    severity: Literal["info", "warning", "critical"] = "info"
+    exchange: str | None = None
+    symbol: str | None = None
+    detail: dict[str, float | int | str | bool | None] = {}
+
+
+class RiskControl(Message, tag="control"):
+    action: Literal["halt", "resume", "set_limit", "heartbeat"]
+    ts: int
+    reason: str = ""
+    exchange: str | None = None  # None: every venue
+    limits: dict[str, float] = {}
+    issued_by: str = ""
+
+
+class PolicyUpdate(Message, tag="policy"):
+    policy_id: str
+    algo: str
+    checkpoint_uri: str
+    ts: int
+    exchange: str | None = None
+    symbol: str | None = None
+    metrics: dict[str, float] = {}
+
+
+AnyMessage = Trade | BookUpdate | Status | OrderIntent | OrderEvent | RiskEvent | RiskControl | PolicyUpdate

@@ -1,0 +1,155 @@
+"""`tradewind up`: servers (embedded when no URL is set), migrations, then the supervised services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.config import Settings
+from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from shared.schemas import streams
+from shared.storage import Database
+from shared.supervisor import ServiceSpec, Supervisor, python_module
+
+log = logging.getLogger(__name__)
+
+# Start order; a service whose `services.<name>.service` module does not exist yet is skipped.
+SERVICES = ("ingest", "executor", "risk", "trainer")
+
+
+def available_services() -> list[str]:
+    return [name for name in SERVICES if importlib.util.find_spec(f"services.{name}.service") is not None]
+
+
+@dataclass
+class Servers:
+    """The Redis and PostgreSQL the stack uses: the configured ones, or embedded ones under var_dir."""
+
+    redis_url: str
+    database_url: str
+    embedded: list[EmbeddedRedis | EmbeddedPostgres] = field(default_factory=list)
+    run_dir: Path | None = None
+
+    @classmethod
+    def start(cls, settings: Settings) -> Servers:
+        embedded: list[EmbeddedRedis | EmbeddedPostgres] = []
+        try:
+            redis_url = settings.redis_url
+            if not redis_url:
+                server = EmbeddedRedis(settings.var_dir / "redis")
+                embedded.append(server)
+                redis_url = server.start()
+            if settings.database_url:
+                database_url = settings.database_url.get_secret_value()
+            else:
+                pg = EmbeddedPostgres(settings.var_dir / "postgres")
+                embedded.append(pg)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+                    database_url = pg.start()
+        except BaseException:
+            for s in reversed(embedded):
+                s.stop()
+            raise
+        servers = cls(redis_url, database_url, embedded)
+        if embedded:  # so that `tradewind streams` in another terminal finds them
+            servers.run_dir = settings.var_dir / "run"
+            servers.run_dir.mkdir(parents=True, exist_ok=True)
+            (servers.run_dir / "redis.url").write_text(redis_url)
+            (servers.run_dir / "database.url").write_text(database_url)
+        return servers
+
+    def stop(self) -> None:
+        if self.run_dir:
+            for name in ("redis.url", "database.url"):
+                (self.run_dir / name).unlink(missing_ok=True)
+        for server in reversed(self.embedded):
+            server.stop()
+
+
+def running_url(settings: Settings, kind: str) -> str | None:
+    """The URL of a configured server, else of the embedded one a running `tradewind up` started."""
+    if kind == "redis" and settings.redis_url:
+        return settings.redis_url
+    if kind == "database" and settings.database_url:
+        return settings.database_url.get_secret_value()
+    path = settings.var_dir / "run" / f"{kind}.url"
+    return path.read_text().strip() if path.exists() else None
+
+
+async def stream_counters(redis_url: str) -> dict[str, dict[str, int]]:
+    """Entries and messages written per stream, from the publishers' counters."""
+    from shared.bus import connect_redis
+
+    redis = connect_redis(redis_url)
+    try:
+        raw = await redis.hgetall(streams.STATS_KEY)
+    finally:
+        await redis.aclose()
+    out: dict[str, dict[str, int]] = {}
+    for key, value in raw.items():
+        stream, _, kind = key.decode().rpartition(":")
+        out.setdefault(stream, {})[kind] = int(value)
+    return out
+
+
+async def up(settings: Settings, duration: float | None, only: list[str] | None = None) -> dict[str, Any]:
+    """Run the stack until SIGINT/SIGTERM or ``duration``; return the summary."""
+    started = time.monotonic()
+    servers = Servers.start(settings)
+    try:
+        db = await Database.connect(servers.database_url, settings.storage)
+        try:
+            applied = await db.migrate()
+        finally:
+            await db.close()
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        names = [n for n in available_services() if only is None or n in only]
+        log.info(
+            "mode %s; Redis %s; services: %s", settings.mode, servers.redis_url, ", ".join(names) or "(none yet)"
+        )
+        specs = [
+            ServiceSpec(
+                name,
+                python_module(f"services.{name}"),
+                {
+                    "REDIS_URL": servers.redis_url,
+                    "DATABASE_URL": servers.database_url,
+                    "TRADEWIND_MODE": settings.mode,
+                    "TRADEWIND_SERVICE_NAME": name,
+                    "TRADEWIND_VAR_DIR": str(settings.var_dir),
+                    "TRADEWIND_METRICS__PORT": str(settings.metrics.port + i if settings.metrics.port else 0),
+                },
+            )
+            for i, name in enumerate(names)
+        ]
+        supervisor = Supervisor(specs, settings.supervisor)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, supervisor.stop)
+        try:
+            services = await supervisor.run(duration)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        counters = {}
+        with contextlib.suppress(Exception):
+            counters = await stream_counters(servers.redis_url)
+    finally:
+        servers.stop()
+    return {
+        "event": "summary",
+        "mode": settings.mode,
+        "duration_s": round(time.monotonic() - started, 3),
+        "streams": counters,
+        "services": services,
+    }
