@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,17 +20,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from shared.sections.arbitrage import ArbitrageSettings
+from shared.sections.base import Section
+from shared.sections.executor import ExecutorSettings
+from shared.sections.ingest import IngestSettings
+from shared.sections.risk import RiskSettings
+from shared.sections.trainer import TrainerSettings
+
 ENV_PREFIX = "TRADEWIND_"
 
 
 class ConfigError(Exception):
     """A setting has a bad value; the message names the setting and what was expected."""
-
-
-class Section(BaseModel):
-    """A nested group of settings; unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class BusSettings(Section):
@@ -103,6 +104,11 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    ingest: IngestSettings = IngestSettings()
+    executor: ExecutorSettings = ExecutorSettings()
+    trainer: TrainerSettings = TrainerSettings()
+    risk: RiskSettings = RiskSettings()
+    arbitrage: ArbitrageSettings = ArbitrageSettings()
 
     @classmethod
     def settings_customise_sources(
