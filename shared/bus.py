@@ -155,7 +155,9 @@ class Publisher:
                         backoff = 0.05
                         break
                     except _TRANSIENT as exc:
-                        log.warning("publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff)
+                        log.warning(
+                            "publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff
+                        )
                         if self.bus.metrics:
                             self.bus.metrics.error("publish_retry")
                         await asyncio.sleep(backoff)
@@ -249,7 +251,9 @@ class Consumer:
                         await self._process(_entries(response))
                     backoff = 0.1
             except _TRANSIENT as exc:
-                log.warning("consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff)
+                log.warning(
+                    "consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff
+                )
                 if self.metrics:
                     self.metrics.reconnect("redis")
                 try:
@@ -312,7 +316,9 @@ class Consumer:
             (exhausted if counts.get(entry[1], 1) > self.settings.max_deliveries else fresh).append(entry)
         for stream, entry_id, fields in exhausted:
             reason = self._errors.pop(entry_id, "handler failed")
-            await self._dead_letter(stream, entry_id, fields, f"delivered {counts[entry_id]} times; last: {reason}")
+            await self._dead_letter(
+                stream, entry_id, fields, f"delivered {counts[entry_id]} times; last: {reason}"
+            )
         if fresh:
             await self._process(fresh)
 
@@ -321,8 +327,12 @@ class Consumer:
         for stream in {e[0] for e in entries}:
             ids = [e[1] for e in entries if e[0] == stream]
             rows = await self.redis.xpending_range(
-                stream, self.group, min=min(ids, key=_id_key), max=max(ids, key=_id_key),
-                count=len(ids) + 1000, consumername=self.name,
+                stream,
+                self.group,
+                min=min(ids, key=_id_key),
+                max=max(ids, key=_id_key),
+                count=len(ids) + 1000,
+                consumername=self.name,
             )
             wanted = set(ids)
             for row in rows:

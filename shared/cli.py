@@ -69,8 +69,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--mode", type=click.Choice(["replay", "paper", "live"]), default=None,
-              help="replay: recorded data, paper orders (default); paper: live data; live: real orders (gated)")
+@click.option(
+    "--mode",
+    type=click.Choice(["replay", "paper", "live"]),
+    default=None,
+    help="replay: recorded data, paper orders (default); paper: live data; live: real orders (gated)",
+)
 @click.option("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
 @click.option("--only", multiple=True, metavar="SERVICE", help="start only these services (repeatable)")
 def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
@@ -92,9 +96,16 @@ def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between readings (rates)")
-@click.option("--lag-cap", type=int, default=10_000, show_default=True,
-              help="count at most this many undelivered entries per group (Redis 6.2 has no lag field)")
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="seconds between readings (rates)"
+)
+@click.option(
+    "--lag-cap",
+    type=int,
+    default=10_000,
+    show_default=True,
+    help="count at most this many undelivered entries per group (Redis 6.2 has no lag field)",
+)
 def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
     """Per stream: length, rates, last entry age; per consumer group: consumers, pending, lag."""
     from rich.console import Console
@@ -147,7 +158,9 @@ def show_config() -> None:
 
 
 def _service_command(name: str) -> click.Command:
-    @click.command(name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run).")
+    @click.command(
+        name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run)."
+    )
     def run_one() -> None:
         module = f"services.{name}.service"
         if not _module_exists(module):

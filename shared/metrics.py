@@ -33,7 +33,10 @@ class ServiceMetrics:
             "tradewind_errors", "Errors by kind", ["service", "kind"], registry=self.registry
         )
         self.reconnects = Counter(
-            "tradewind_reconnects", "Reconnects to a venue or server", ["service", "target"], registry=self.registry
+            "tradewind_reconnects",
+            "Reconnects to a venue or server",
+            ["service", "target"],
+            registry=self.registry,
         )
 
     def count_in(self, stream: str, n: int) -> None:

@@ -72,8 +72,9 @@ async def _count_after(redis: Redis, stream: str, after: str, cap: int) -> tuple
     return count, bool(more)
 
 
-async def group_info(redis: Redis, stream: str, raw: dict[Any, Any], length: int, first_id: str | None,
-                     lag_cap: int) -> GroupInfo:
+async def group_info(
+    redis: Redis, stream: str, raw: dict[Any, Any], length: int, first_id: str | None, lag_cap: int
+) -> GroupInfo:
     g = {_s(k): v for k, v in raw.items()}
     name = _s(g["name"])
     last = _s(g["last-delivered-id"])
@@ -114,8 +115,13 @@ async def sample(redis: Redis, lag_cap: int = 10_000) -> dict[str, StreamInfo]:
     return out
 
 
-async def report(redis: Redis, interval: float = 1.0, previous: dict[str, StreamInfo] | None = None,
-                 previous_at: float | None = None, lag_cap: int = 10_000) -> tuple[dict[str, StreamInfo], float]:
+async def report(
+    redis: Redis,
+    interval: float = 1.0,
+    previous: dict[str, StreamInfo] | None = None,
+    previous_at: float | None = None,
+    lag_cap: int = 10_000,
+) -> tuple[dict[str, StreamInfo], float]:
     """A reading with rates over ``interval`` (or since ``previous``); returns it and its time."""
     if previous is None or previous_at is None:
         previous, previous_at = await sample(redis, lag_cap), time.monotonic()

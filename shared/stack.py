@@ -115,7 +115,10 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
             log.info("applied migrations: %s", ", ".join(applied))
         names = [n for n in available_services() if only is None or n in only]
         log.info(
-            "mode %s; Redis %s; services: %s", settings.mode, servers.redis_url, ", ".join(names) or "(none yet)"
+            "mode %s; Redis %s; services: %s",
+            settings.mode,
+            servers.redis_url,
+            ", ".join(names) or "(none yet)",
         )
         specs = [
             ServiceSpec(

@@ -1,7 +1,123 @@
-"""Settings of the executor area (`TRADEWIND_EXECUTOR__...`)."""
+"""Settings of the executor area (`TRADEWIND_EXECUTOR__...`): paper exchange, gateways, strategy.
+
+The paper exchange takes its venue parameters from here, so a backtest and the running executor
+simulate with the same fees, latencies and margin thresholds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from shared.sections.base import Section
 
 
+class VenueSim(Section):
+    """How the paper exchange models one venue. Defaults are the venue's public base tier."""
+
+    taker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
+    maker_fee: float = Field(
+        0.001, ge=-0.01, lt=0.1, description="fraction of notional; negative is a rebate"
+    )
+    fee_in: Literal["received", "quote"] = Field(
+        "received", description="'received': the asset the order receives (Binance); 'quote': always quote"
+    )
+    order_latency_ms: float = Field(5.0, ge=0, description="order or cancel: us → venue")
+    report_latency_ms: float = Field(5.0, ge=0, description="acknowledgement or fill: venue → us")
+    latency_jitter_ms: float = Field(1.0, ge=0, description="uniform extra delay, drawn from the seeded RNG")
+    margin_call_level: float = Field(1.3, gt=1, description="margin level at or below which a call is raised")
+    liquidation_level: float = Field(1.1, gt=1, description="margin level at or below which it liquidates")
+    max_leverage: float = Field(
+        3.0, ge=1, description="borrowing stops when margin level would fall below this"
+    )
+    interest_daily: dict[str, float] = Field(
+        default_factory=lambda: {"USDT": 0.0003, "BTC": 0.0002, "ETH": 0.0002},
+        description="daily borrow rate per asset; accrued hourly as rate/24 on the amount borrowed",
+    )
+    interest_daily_default: float = Field(0.0005, ge=0, description="daily rate of assets not listed")
+    valuation_asset: str = Field("USDT", description="asset that margin levels are computed in")
+
+
+def _venue(taker: float, maker: float, fee_in: Literal["received", "quote"] = "received") -> VenueSim:
+    return VenueSim(taker_fee=taker, maker_fee=maker, fee_in=fee_in)
+
+
+def default_venues() -> dict[str, VenueSim]:
+    """Base-tier spot fees as published by each venue (2024-2025 schedules)."""
+    return {
+        "binance": _venue(0.001, 0.001),
+        "binance_us": _venue(0.006, 0.004, "quote"),
+        "binance_futures": _venue(0.0005, 0.0002, "quote"),
+        "coinbase": _venue(0.006, 0.004, "quote"),
+        "kraken": _venue(0.004, 0.0025, "quote"),
+        "okx": _venue(0.001, 0.0008),
+        "bybit": _venue(0.001, 0.001),
+        "bitstamp": _venue(0.004, 0.003, "quote"),
+        "bitfinex": _venue(0.002, 0.001),
+        "gemini": _venue(0.004, 0.002, "quote"),
+    }
+
+
+class TransferRule(Section):
+    """Moving one asset between venues: how long it takes and what the sending venue charges."""
+
+    settle_s: float = Field(600.0, ge=0)
+    fee: float = Field(0.0, ge=0, description="in the asset moved, charged by the sender")
+
+
+def default_transfers() -> dict[str, TransferRule]:
+    return {
+        "XNO": TransferRule(settle_s=1.0, fee=0.0),
+        "BTC": TransferRule(settle_s=1800.0, fee=0.0002),
+        "ETH": TransferRule(settle_s=300.0, fee=0.002),
+        "USDT": TransferRule(settle_s=300.0, fee=1.0),
+        "XRP": TransferRule(settle_s=5.0, fee=0.25),
+    }
+
+
+class CcxtVenue(Section):
+    """A live venue reached through ccxt. Keys come from the environment or secret files only."""
+
+    ccxt_id: str = Field("binance", description="ccxt exchange class name")
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    urls: dict[str, str] = Field(
+        default_factory=dict, description="override entries of ccxt's urls['api'] (e.g. a local fake venue)"
+    )
+    withdraw_allowlist: dict[str, list[str]] = Field(
+        default_factory=dict, description="asset → addresses withdrawals may go to; anything else is refused"
+    )
+
+
 class ExecutorSettings(Section):
     """Settings of the executor area."""
+
+    group: str = Field("executor", description="consumer group on orders:intents")
+    gateway: Literal["paper", "ccxt"] = Field(
+        "paper", description="ccxt needs TRADEWIND_LIVE=1 and mode live"
+    )
+    seed: int = Field(7, description="seed of the paper exchange's latency draws")
+    venues: dict[str, VenueSim] = Field(default_factory=default_venues)
+    transfers: dict[str, TransferRule] = Field(default_factory=default_transfers)
+    transfer_default: TransferRule = TransferRule()
+    initial_balances: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: {
+            ex: {"USDT": 10_000.0, "BTC": 0.5, "ETH": 5.0, "EUR": 10_000.0, "USD": 10_000.0}
+            for ex in ("binance", "binance_us", "coinbase", "kraken", "okx", "bybit", "bitstamp", "bitfinex")
+        },
+        description="paper balances per venue and asset, deposited on first start",
+    )
+    max_notional: float = Field(5_000.0, gt=0, description="pre-trade check: largest order value in quote")
+    live_venues: dict[str, CcxtVenue] = Field(default_factory=dict)
+    strategy_enabled: bool | None = Field(
+        None, description="run the baseline momentum strategy; default: on in replay mode, off otherwise"
+    )
+    strategy_notional: float = Field(50.0, gt=0, description="quote value of each baseline order")
+    strategy_lookback: int = Field(20, ge=2, description="book updates the momentum signal looks back")
+    strategy_threshold_bps: float = Field(2.0, ge=0, description="mid move (bps) that triggers an order")
+    strategy_cooldown_s: float = Field(2.0, ge=0, description="least time between two orders per symbol")
+    market_data_group: str = Field("executor-md", description="consumer group on md:book:* / md:trades:*")
+    market_data_venues: list[str] = Field(
+        default_factory=lambda: ["binance", "coinbase", "kraken", "okx", "bybit", "bitstamp", "bitfinex"],
+    )

@@ -37,7 +37,10 @@ class StorageUnavailable(RuntimeError):
 
 
 async def retrying(
-    operation: Callable[[], Awaitable[T]], what: str, retry_max_s: float, on_retry: Callable[[], None] | None = None
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    retry_max_s: float,
+    on_retry: Callable[[], None] | None = None,
 ) -> T:
     """Run ``operation`` until it succeeds, backing off on connection errors, for up to ``retry_max_s``."""
     deadline = time.monotonic() + retry_max_s
@@ -47,7 +50,9 @@ async def retrying(
             return await operation()
         except TRANSIENT_ERRORS as exc:
             if time.monotonic() + delay > deadline:
-                raise StorageUnavailable(f"{what}: PostgreSQL unreachable for {retry_max_s}s ({exc!r})") from exc
+                raise StorageUnavailable(
+                    f"{what}: PostgreSQL unreachable for {retry_max_s}s ({exc!r})"
+                ) from exc
             log.warning("%s failed (%r); retrying in %.2fs", what, exc, delay)
             if on_retry:
                 on_retry()
