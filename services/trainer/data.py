@@ -1,0 +1,323 @@
+"""Bars for training and backtests: candle files of every common layout, or bars built from trades.
+
+Formats are detected from the file itself, so `tradewind train --data FILE` takes whatever a user
+has: CSV with a header (`date,open,high,low,close,volume`, banner lines allowed), Binance's
+headerless kline dump, freqtrade JSON/feather, parquet candles, and trade lists (parquet or
+ccxt JSON) that are aggregated into bars. A file that matches none of them gets an error saying
+what was expected and where.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+NS_PER_S = 1_000_000_000
+OHLCV = ("open", "high", "low", "close", "volume")
+TIME_COLUMNS = ("date", "timestamp", "time", "open_time", "datetime", "ts", "unix", "index")
+
+
+class DataError(ValueError):
+    """A data file or table that cannot be turned into bars; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class Bars:
+    """OHLCV bars in time order; optional microstructure columns are None when the source lacks them.
+
+    `half_spread` is a fraction of price, `imbalance` the buy-minus-sell share of traded volume
+    (or book imbalance) in [-1, 1], `cross_spread` the relative price gap to another venue.
+    """
+
+    ts: NDArray[np.int64]  # bar open time, ns UTC
+    open: NDArray[np.float64]
+    high: NDArray[np.float64]
+    low: NDArray[np.float64]
+    close: NDArray[np.float64]
+    volume: NDArray[np.float64]  # base currency
+    half_spread: NDArray[np.float64] | None = None
+    imbalance: NDArray[np.float64] | None = None
+    cross_spread: NDArray[np.float64] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def bar_seconds(self) -> float:
+        """The typical bar length (median gap), used to annualise returns."""
+        if len(self.ts) < 2:
+            return 60.0
+        return float(np.median(np.diff(self.ts))) / NS_PER_S
+
+    @property
+    def notional(self) -> NDArray[np.float64]:
+        return self.close * self.volume
+
+    def slice(self, start: int, stop: int) -> Bars:
+        """Bars [start, stop) by position."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Bars(**{k: None if v is None else v[start:stop] for k, v in values.items()})
+
+    def with_columns(self, **columns: NDArray[np.float64]) -> Bars:
+        return replace(self, **columns)
+
+
+def _bars_from_frame(frame: pd.DataFrame, where: str) -> Bars:
+    """Turn a frame with a time column and OHLCV columns (any case) into sorted, de-duplicated Bars."""
+    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
+    if "volume" not in frame.columns:
+        for alt in ("volume_base", "volume_btc", "vol"):
+            if alt in frame.columns:
+                frame = frame.rename(columns={alt: "volume"})
+                break
+    missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{where}: expected candle columns open, high, low, close[, volume] and a time column; "
+            f"missing {missing}, found {list(frame.columns)}"
+        )
+    time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
+    if time_col is None and isinstance(frame.index, pd.DatetimeIndex):
+        frame = frame.reset_index(names="date")
+        time_col = "date"
+    if time_col is None:
+        unnamed = [c for c in frame.columns if c.startswith("unnamed") or c == ""]
+        if not unnamed:
+            raise DataError(f"{where}: expected a time column named one of {TIME_COLUMNS}; found {list(frame.columns)}")
+        time_col = unnamed[0]
+    ts = _to_ns(frame[time_col], f"{where}: column {time_col!r}")
+    values = {}
+    for col in OHLCV:
+        if col not in frame.columns:
+            values[col] = np.zeros(len(frame))
+            continue
+        column = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        if col == "volume" and np.isnan(column).all():  # mark-price candles carry no volume
+            column = np.zeros(len(column))
+        bad = np.flatnonzero(~np.isfinite(column))
+        if len(bad):
+            raise DataError(f"{where}: column {col!r} has a non-numeric value at data row {int(bad[0]) + 1}")
+        values[col] = column
+    order = np.argsort(ts, kind="stable")
+    ts = ts[order]
+    keep = np.ones(len(ts), dtype=bool)
+    keep[1:] = ts[1:] != ts[:-1]
+    idx = order[keep]
+    bars = Bars(ts=ts[keep], **{k: v[idx] for k, v in values.items()})
+    if len(bars) < 2:
+        raise DataError(f"{where}: expected at least 2 bars, found {len(bars)}")
+    if np.any(bars.close <= 0):
+        raise DataError(f"{where}: expected positive close prices, found {bars.close.min()}")
+    return bars
+
+
+def _to_ns(column: pd.Series, where: str) -> NDArray[np.int64]:
+    """Convert epoch numbers (s/ms/us/ns, guessed by magnitude) or date strings to ns UTC."""
+    if pd.api.types.is_numeric_dtype(column):
+        raw = column.to_numpy(dtype=np.float64)
+        scale = np.where(raw > 1e17, 1, np.where(raw > 1e14, 1e3, np.where(raw > 1e11, 1e6, 1e9)))
+        return (raw * scale).astype(np.int64)
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
+        return _datetimes_to_ns(pd.to_datetime(column, utc=True))
+    try:
+        parsed = pd.to_datetime(column, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        try:  # CryptoDataDownload hourly files: "2019-10-17 09-AM"
+            parsed = pd.to_datetime(column, utc=True, format="%Y-%m-%d %I-%p")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{where}: expected dates or epoch numbers, found e.g. {column.iloc[0]!r}") from exc
+    return _datetimes_to_ns(parsed)
+
+
+def _datetimes_to_ns(parsed: pd.Series) -> NDArray[np.int64]:
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]").to_numpy().view(np.int64)
+
+
+def bars_from_trades(
+    ts: NDArray[np.int64],
+    price: NDArray[np.float64],
+    amount: NDArray[np.float64],
+    buy: NDArray[np.bool_] | None = None,
+    bar_seconds: float = 60.0,
+) -> Bars:
+    """Aggregate trades into time bars; empty bars repeat the last close with zero volume.
+
+    `buy` marks trades whose taker bought; it gives the bar's trade-flow imbalance.
+    """
+    if len(ts) == 0:
+        raise DataError("bars_from_trades: expected at least one trade, found none")
+    order = np.argsort(ts, kind="stable")
+    ts, price, amount = ts[order], price[order], amount[order]
+    interval = int(bar_seconds * NS_PER_S)
+    bucket = ts // interval
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(ts)] - 1
+    first = bucket[0]
+    n = int(bucket[-1] - first) + 1
+    slot = bucket[starts] - first
+    close = np.full(n, np.nan)
+    close[slot] = price[ends]
+    close = pd.Series(close).ffill().to_numpy()
+    open_, high, low = close.copy(), close.copy(), close.copy()
+    open_[slot] = price[starts]
+    high[slot] = np.maximum.reduceat(price, starts)
+    low[slot] = np.minimum.reduceat(price, starts)
+    volume = np.zeros(n)
+    volume[slot] = np.add.reduceat(amount, starts)
+    imbalance = None
+    if buy is not None:
+        signed = np.where(buy[order], amount, -amount)
+        imbalance = np.zeros(n)
+        imbalance[slot] = np.add.reduceat(signed, starts) / np.maximum(volume[slot], 1e-300)
+    bar_ts = (first + np.arange(n, dtype=np.int64)) * interval
+    return Bars(ts=bar_ts, open=open_, high=high, low=low, close=close, volume=volume, imbalance=imbalance)
+
+
+def _read_text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+        return fh.read()
+
+
+def _load_csv(path: Path) -> Bars:
+    text = _read_text(path)
+    lines = text.splitlines()
+    if not lines:
+        raise DataError(f"{path}: expected CSV candles, found an empty file")
+    first = lines[0].split(",")
+    if len(first) >= 6 and all(_is_number(v) for v in first[:6]):
+        # Binance kline dump: open_time, open, high, low, close, volume, close_time, ...
+        frame = pd.read_csv(io.StringIO(text), header=None)
+        frame = frame.iloc[:, :6]
+        frame.columns = ["open_time", *OHLCV]
+        return _bars_from_frame(frame, str(path))
+    header_line = next((i for i, line in enumerate(lines[:5]) if _looks_like_header(line.lower())), None)
+    if header_line is None:
+        raise DataError(
+            f"{path}: expected a CSV header with open,high,low,close or timestamp,price,amount "
+            "(within the first 5 lines) "
+            f"or Binance's headerless kline layout (open_time ms, open, high, low, close, volume, ...); "
+            f"line 1 is {lines[0][:80]!r}"
+        )
+    frame = pd.read_csv(io.StringIO(text), skiprows=header_line)
+    cols = {str(c).strip().lower() for c in frame.columns}
+    if {"price"} <= cols and not {"open", "close"} <= cols:
+        return _trades_frame_to_bars(frame, str(path))
+    return _bars_from_frame(frame, f"{path} (header on line {header_line + 1})")
+
+
+def _looks_like_header(line: str) -> bool:
+    return ("open" in line and "close" in line) or ("price" in line and ("time" in line or "date" in line))
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _trades_frame_to_bars(frame: pd.DataFrame, where: str, bar_seconds: float = 60.0) -> Bars:
+    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
+    amount_col = next((c for c in ("amount", "quantity", "qty", "size") if c in frame.columns), None)
+    time_col = next((c for c in TIME_COLUMNS if c in frame.columns), None)
+    if amount_col is None or time_col is None:
+        raise DataError(
+            f"{where}: expected trade columns timestamp, price, amount|quantity; found {list(frame.columns)}"
+        )
+    buy = None
+    if "side" in frame.columns:
+        buy = frame["side"].astype(str).str.lower().eq("buy").to_numpy()
+    elif "buyer_maker" in frame.columns:  # Binance: buyer is maker -> the taker sold
+        buy = ~frame["buyer_maker"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    return bars_from_trades(
+        _to_ns(frame[time_col], f"{where}: column {time_col!r}"),
+        frame["price"].to_numpy(dtype=np.float64),
+        frame[amount_col].to_numpy(dtype=np.float64),
+        buy,
+        bar_seconds,
+    )
+
+
+def _load_json(path: Path, bar_seconds: float) -> Bars:
+    try:
+        raw: Any = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: expected JSON, parse error at line {exc.lineno} column {exc.colno}") from exc
+    if isinstance(raw, list) and raw and isinstance(raw[0], list) and len(raw[0]) >= 6:
+        frame = pd.DataFrame([row[:6] for row in raw], columns=["date", *OHLCV])  # freqtrade candles
+        return _bars_from_frame(frame, str(path))
+    if isinstance(raw, list) and raw and isinstance(raw[0], dict) and "price" in raw[0]:
+        return _trades_frame_to_bars(pd.DataFrame(raw), str(path), bar_seconds)  # ccxt trades
+    raise DataError(
+        f"{path}: expected a freqtrade candle list [[ms, open, high, low, close, volume], ...] "
+        "or a list of ccxt trade objects with timestamp/price/amount"
+    )
+
+
+def _load_table(frame: pd.DataFrame, where: str, bar_seconds: float) -> Bars:
+    cols = {str(c).lower() for c in frame.columns}
+    if "price" in cols and "close" not in cols:
+        return _trades_frame_to_bars(frame, where, bar_seconds)
+    return _bars_from_frame(frame, where)
+
+
+def load_bars(path: str | Path, bar_seconds: float = 60.0) -> Bars:
+    """Load bars from a candle or trade file, detecting its format; `bar_seconds` applies to trades."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    name = path.name.lower().removesuffix(".gz")
+    try:
+        if name.endswith(".feather"):
+            return _load_table(pd.read_feather(path), str(path), bar_seconds)
+        if name.endswith(".parquet"):
+            return _load_table(pd.read_parquet(path), str(path), bar_seconds)
+        if name.endswith(".json"):
+            return _load_json(path, bar_seconds)
+        if name.endswith((".csv", ".txt")):
+            return _load_csv(path)
+    except DataError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: could not read as {name.rsplit('.', 1)[-1]}: {exc}") from exc
+    raise DataError(
+        f"{path}: unknown format; expected .csv, .json (freqtrade or ccxt trades), .feather or .parquet "
+        "(optionally .gz)"
+    )
+
+
+async def load_bars_from_db(
+    db: Any,
+    exchange: str,
+    symbol: str,
+    bar_seconds: float = 60.0,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Bars:
+    """Build bars from the `trades` table for one market and time range."""
+    rows = await db.fetch(
+        "SELECT ts, price, amount, side FROM trades WHERE exchange = $1 AND symbol = $2"
+        " AND ($3::timestamptz IS NULL OR ts >= $3) AND ($4::timestamptz IS NULL OR ts < $4) ORDER BY ts",
+        exchange,
+        symbol,
+        start,
+        end,
+    )
+    if not rows:
+        raise DataError(f"trades table: no trades for {exchange} {symbol} between {start} and {end}")
+    ts = np.array([int(r["ts"].timestamp() * 1e6) * 1000 for r in rows], dtype=np.int64)
+    price = np.array([r["price"] for r in rows], dtype=np.float64)
+    amount = np.array([r["amount"] for r in rows], dtype=np.float64)
+    buy = np.array([r["side"] == "buy" for r in rows])
+    return bars_from_trades(ts, price, amount, buy, bar_seconds)
