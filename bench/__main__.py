@@ -45,9 +45,7 @@ def main() -> int:
                 progress.console.print(f"[red]{name} failed[/red]\n{traceback.format_exc()}")
             else:
                 results.update(figures)
-                progress.console.print(
-                    f"{name} ({time.perf_counter() - started:.1f}s): {json.dumps(figures)}"
-                )
+                progress.console.print(f"{name} ({time.perf_counter() - started:.1f}s): {json.dumps(figures)}")
             progress.advance(task)
     results["_machine"] = f"{platform.node()} {platform.machine()} python {platform.python_version()}"
     results["_updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

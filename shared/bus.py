@@ -10,6 +10,7 @@ Only Redis 6.2 stream commands are used (the embedded server is 6.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -114,9 +115,26 @@ class Publisher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="publisher")
 
+    @property
+    def buffered(self) -> int:
+        """Messages queued and not yet sent (producers that read a socket slow down above a limit)."""
+        return self._buffered
+
     def put_nowait(self, stream: str, message: AnyMessage) -> None:
-        self._buffer.setdefault(stream, []).append(message)
+        buffer = self._buffer.get(stream)
+        if buffer is None:
+            buffer = self._buffer[stream] = []
+        buffer.append(message)
         self._buffered += 1
+        if self._buffered == 1:  # only the empty → non-empty edge needs to wake the writer
+            self._drained.clear()
+            self._wake.set()
+
+    def put_many(self, stream: str, messages: Sequence[AnyMessage]) -> None:
+        if not messages:
+            return
+        self._buffer.setdefault(stream, []).extend(messages)
+        self._buffered += len(messages)
         self._drained.clear()
         self._wake.set()
 
@@ -145,9 +163,9 @@ class Publisher:
                 batch, self._buffer, count = self._buffer, {}, self._buffered
                 self._buffered = 0
                 entries = [
-                    (stream, encode(msgs[i : i + self.per_entry]), len(msgs[i : i + self.per_entry]))
+                    (stream, encode(chunk), len(chunk))
                     for stream, msgs in batch.items()
-                    for i in range(0, len(msgs), self.per_entry)
+                    for chunk in (msgs[i : i + self.per_entry] for i in range(0, len(msgs), self.per_entry))
                 ]
                 while True:
                     try:
@@ -155,9 +173,7 @@ class Publisher:
                         backoff = 0.05
                         break
                     except _TRANSIENT as exc:
-                        log.warning(
-                            "publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff
-                        )
+                        log.warning("publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff)
                         if self.bus.metrics:
                             self.bus.metrics.error("publish_retry")
                         await asyncio.sleep(backoff)
@@ -251,15 +267,11 @@ class Consumer:
                         await self._process(_entries(response))
                     backoff = 0.1
             except _TRANSIENT as exc:
-                log.warning(
-                    "consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff
-                )
+                log.warning("consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff)
                 if self.metrics:
                     self.metrics.reconnect("redis")
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
-                except TimeoutError:
-                    pass
                 backoff = min(backoff * 2, 5.0)
 
     async def _ensure_groups(self) -> None:
@@ -272,11 +284,9 @@ class Consumer:
 
     async def _recover_own_pending(self) -> None:
         """Re-deliver entries this consumer name read but never acked (a restart under the same name)."""
-        cursors = dict.fromkeys(self.streams, "0")
+        cursors: dict[Any, Any] = dict.fromkeys(self.streams, "0")
         while cursors and not self._stopping.is_set():
-            response = await self.redis.xreadgroup(
-                self.group, self.name, cursors, count=self.settings.batch_size
-            )
+            response = await self.redis.xreadgroup(self.group, self.name, cursors, count=self.settings.batch_size)
             entries = _entries(response)
             for stream in list(cursors):
                 own = [e for e in entries if e[0] == stream]
@@ -311,14 +321,13 @@ class Consumer:
     async def _triage(self, entries: list[tuple[str, str, Any]]) -> None:
         """Dead-letter entries delivered too often; process the rest."""
         counts = await self._delivery_counts(entries)
-        fresh, exhausted = [], []
+        fresh: list[tuple[str, str, Any]] = []
+        exhausted: list[tuple[str, str, Any]] = []
         for entry in entries:
             (exhausted if counts.get(entry[1], 1) > self.settings.max_deliveries else fresh).append(entry)
         for stream, entry_id, fields in exhausted:
             reason = self._errors.pop(entry_id, "handler failed")
-            await self._dead_letter(
-                stream, entry_id, fields, f"delivered {counts[entry_id]} times; last: {reason}"
-            )
+            await self._dead_letter(stream, entry_id, fields, f"delivered {counts[entry_id]} times; last: {reason}")
         if fresh:
             await self._process(fresh)
 
@@ -336,7 +345,7 @@ class Consumer:
             )
             wanted = set(ids)
             for row in rows:
-                eid = _text(row["message_id"])
+                eid = _text(row["message_id"])  # type: ignore[arg-type]
                 if eid in wanted:
                     counts[eid] = int(row["times_delivered"])
         return counts
@@ -395,7 +404,7 @@ class Consumer:
 
     async def _dead_letter(self, stream: str, entry_id: str, fields: dict[bytes, bytes], reason: str) -> None:
         log.error("dead-lettering %s %s (group %s): %s", stream, entry_id, self.group, reason)
-        record = {
+        record: dict[Any, Any] = {
             streams.FIELD: fields.get(streams.FIELD.encode(), b""),
             "stream": stream,
             "id": entry_id,

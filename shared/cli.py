@@ -96,9 +96,7 @@ def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--watch", is_flag=True, help="refresh until Ctrl-C")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-@click.option(
-    "--interval", type=float, default=1.0, show_default=True, help="seconds between readings (rates)"
-)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="seconds between readings (rates)")
 @click.option(
     "--lag-cap",
     type=int,
@@ -158,9 +156,7 @@ def show_config() -> None:
 
 
 def _service_command(name: str) -> click.Command:
-    @click.command(
-        name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run)."
-    )
+    @click.command(name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run).")
     def run_one() -> None:
         module = f"services.{name}.service"
         if not _module_exists(module):

@@ -42,9 +42,7 @@ class BusSettings(Section):
     block_ms: int = Field(500, ge=1, le=60_000, description="XREADGROUP BLOCK; bounds how long a stop waits")
     claim_idle_ms: int = Field(30_000, ge=1, description="pending entries idle longer are reclaimed")
     claim_interval_ms: int = Field(5_000, ge=1, description="how often a consumer looks for such entries")
-    max_deliveries: int = Field(
-        5, ge=1, description="deliveries before an entry goes to the dead-letter stream"
-    )
+    max_deliveries: int = Field(5, ge=1, description="deliveries before an entry goes to the dead-letter stream")
     messages_per_entry: int = Field(100, ge=1, le=10_000, description="publisher batches this many per entry")
 
 

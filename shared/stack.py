@@ -96,7 +96,7 @@ async def stream_counters(redis_url: str) -> dict[str, dict[str, int]]:
         await redis.aclose()
     out: dict[str, dict[str, int]] = {}
     for key, value in raw.items():
-        stream, _, kind = key.decode().rpartition(":")
+        stream, _, kind = (key.decode() if isinstance(key, bytes) else key).rpartition(":")
         out.setdefault(stream, {})[kind] = int(value)
     return out
 

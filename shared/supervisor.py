@@ -124,9 +124,7 @@ class Supervisor:
                 )
                 return
             svc.state = "restarting"
-            self.say(
-                svc.spec.name, svc.colour, f"exited with status {status}; restarting in {backoff:.1f}s", "red"
-            )
+            self.say(svc.spec.name, svc.colour, f"exited with status {status}; restarting in {backoff:.1f}s", "red")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), backoff)
             if self._stopping.is_set():
@@ -154,9 +152,7 @@ class Supervisor:
         try:
             await asyncio.wait_for(process.wait(), self.settings.stop_grace_s)
         except TimeoutError:
-            self.say(
-                svc.spec.name, svc.colour, f"did not stop in {self.settings.stop_grace_s:g}s; killing", "red"
-            )
+            self.say(svc.spec.name, svc.colour, f"did not stop in {self.settings.stop_grace_s:g}s; killing", "red")
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
         _signal_group(process.pid, signal.SIGKILL)  # anything the service itself left in its group

@@ -13,7 +13,7 @@ import msgspec
 from shared.schemas.messages import AnyMessage
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(AnyMessage | list[AnyMessage])  # type: ignore[arg-type]
+_decoder = msgspec.msgpack.Decoder(AnyMessage | list[AnyMessage])
 _json_encoder = msgspec.json.Encoder()
 
 

@@ -18,7 +18,7 @@ class Message(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=True)
     """Base of every message on the bus."""
 
 
-class Trade(Message, tag="trade"):
+class Trade(Message, tag="trade", frozen=True):
     exchange: str
     symbol: str
     trade_id: str
@@ -29,7 +29,7 @@ class Trade(Message, tag="trade"):
     recv_ts: int
 
 
-class BookUpdate(Message, tag="book"):
+class BookUpdate(Message, tag="book", frozen=True):
     exchange: str
     symbol: str
     seq: int
@@ -43,7 +43,7 @@ class BookUpdate(Message, tag="book"):
 FeedState = Literal["connected", "disconnected", "gap", "resynced", "stale", "error"]
 
 
-class Status(Message, tag="status"):
+class Status(Message, tag="status", frozen=True):
     exchange: str
     state: FeedState
     ts: int
@@ -55,7 +55,7 @@ OrderType = Literal["market", "limit", "ioc", "post_only"]
 MarginMode = Literal["isolated", "cross"]
 
 
-class OrderIntent(Message, tag="intent"):
+class OrderIntent(Message, tag="intent", frozen=True):
     client_order_id: str  # idempotency key: an intent seen twice places one order
     exchange: str
     symbol: str
@@ -83,7 +83,7 @@ class Fill(msgspec.Struct, frozen=True, omit_defaults=True):
 OrderStatus = Literal["accepted", "rejected", "partially_filled", "filled", "cancelled"]
 
 
-class OrderEvent(Message, tag="order"):
+class OrderEvent(Message, tag="order", frozen=True):
     client_order_id: str
     exchange: str
     symbol: str
@@ -98,7 +98,7 @@ class OrderEvent(Message, tag="order"):
     reason: str = ""  # rejection reason code, e.g. "risk.max_notional", "venue.min_notional"
 
 
-class RiskEvent(Message, tag="risk"):
+class RiskEvent(Message, tag="risk", frozen=True):
     kind: str  # e.g. "limit_breach", "halt", "resume", "crash_start", "crash_end", "hedge"
     ts: int
     severity: Literal["info", "warning", "critical"] = "info"
@@ -107,7 +107,7 @@ class RiskEvent(Message, tag="risk"):
     detail: dict[str, float | int | str | bool | None] = {}
 
 
-class RiskControl(Message, tag="control"):
+class RiskControl(Message, tag="control", frozen=True):
     action: Literal["halt", "resume", "set_limit", "heartbeat"]
     ts: int
     reason: str = ""
@@ -116,7 +116,7 @@ class RiskControl(Message, tag="control"):
     issued_by: str = ""
 
 
-class PolicyUpdate(Message, tag="policy"):
+class PolicyUpdate(Message, tag="policy", frozen=True):
     policy_id: str
     algo: str
     checkpoint_uri: str

@@ -50,9 +50,7 @@ async def retrying(
             return await operation()
         except TRANSIENT_ERRORS as exc:
             if time.monotonic() + delay > deadline:
-                raise StorageUnavailable(
-                    f"{what}: PostgreSQL unreachable for {retry_max_s}s ({exc!r})"
-                ) from exc
+                raise StorageUnavailable(f"{what}: PostgreSQL unreachable for {retry_max_s}s ({exc!r})") from exc
             log.warning("%s failed (%r); retrying in %.2fs", what, exc, delay)
             if on_retry:
                 on_retry()

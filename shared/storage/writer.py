@@ -25,15 +25,15 @@ class CopyWriter:
 
     def __init__(self, db: Database, table: str, columns: Sequence[str]) -> None:
         if not table.isidentifier() or not all(c.isidentifier() for c in columns):
-            raise ValueError(
-                f"CopyWriter: table and column names must be plain identifiers, got {table!r} {columns!r}"
-            )
+            raise ValueError(f"CopyWriter: table and column names must be plain identifiers, got {table!r} {columns!r}")
         self.db = db
         self.table = table
         self.columns = list(columns)
         self.stage = f"stage_{table}"
         cols = ", ".join(self.columns)
-        self._create_stage = f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        self._create_stage = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
         self._move = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {self.stage} ON CONFLICT DO NOTHING"
         self.rows_written = 0
         self.retries = 0

@@ -74,9 +74,7 @@ async def test_publisher_batches_messages_into_entries_and_loses_none(redis, uid
     assert len(rows) < 10_000 / 32  # batched, not one entry per message
 
 
-async def test_failing_entry_is_retried_then_dead_lettered_without_holding_back_others(
-    redis, uid, bus_settings
-):
+async def test_failing_entry_is_retried_then_dead_lettered_without_holding_back_others(redis, uid, bus_settings):
     bus = RedisBus(redis, bus_settings)
     stream = f"t:{uid}"
     await bus.publish_many([(stream, trade(i)) for i in range(5)])
@@ -219,18 +217,13 @@ async def test_100k_messages_survive_a_consumer_killed_mid_batch(redis, redis_ur
     total, per_entry = 100_000, 10
     for start in range(0, total, 5_000):
         await bus.publish_many(
-            [
-                (stream, [trade(i) for i in range(j, j + per_entry)])
-                for j in range(start, start + 5_000, per_entry)
-            ]
+            [(stream, [trade(i) for i in range(j, j + per_entry)]) for j in range(start, start + 5_000, per_entry)]
         )
     worker = Path(__file__).with_name("bus_worker.py")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
 
     def spawn(name: str, pause: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, str(worker), redis_url, stream, "g", name, sink, pause], env=env
-        )
+        return subprocess.Popen([sys.executable, str(worker), redis_url, stream, "g", name, sink, pause], env=env)
 
     first = spawn("first", "0.01")
     deadline = time.monotonic() + 60

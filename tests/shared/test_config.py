@@ -14,9 +14,7 @@ from shared.config import ConfigError, Settings, load_settings, unknown_env_sett
 
 def run_config(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TRADEWIND_") and k not in ("REDIS_URL", "DATABASE_URL")
+        k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_") and k not in ("REDIS_URL", "DATABASE_URL")
     }
     return subprocess.run(
         [sys.executable, "-m", "shared", "config", *args], env={**base, **env}, capture_output=True, text=True
@@ -101,5 +99,5 @@ def test_unknown_env_detection_ignores_other_programs_variables():
 
 
 def test_load_settings_raises_config_error_in_process():
-    with pytest.raises(ConfigError, match="bus.maxlen"):
+    with pytest.raises(ConfigError, match=r"bus\.maxlen"):
         load_settings(bus={"maxlen": "many"})

@@ -40,10 +40,7 @@ async def test_sample_reports_length_pending_idle_and_lag(redis, uid):
     groups = {g.name: g for g in info.groups}
     assert groups["readers"].pending == 15
     assert groups["readers"].lag == 40  # 60 entries, 20 delivered
-    assert (
-        groups["readers"].oldest_pending_idle_ms is not None
-        and groups["readers"].oldest_pending_idle_ms >= 40
-    )
+    assert groups["readers"].oldest_pending_idle_ms is not None and groups["readers"].oldest_pending_idle_ms >= 40
     assert groups["readers"].consumers == 1
     assert groups["idle"].lag == 10 and groups["idle"].pending == 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -27,9 +29,7 @@ EXAMPLES = [
     Trade("binance", "BTC/USDT", "42", 65000.5, 0.25, "sell", 1, 2),
     BookUpdate("kraken", "ETH/USD", 7, 1, 2, [(3000.0, 1.5)], [(3001.0, 0.0)], snapshot=True),
     Status("okx", "gap", 5, symbol="BTC/USDT", detail="seq 9 after 7"),
-    OrderIntent(
-        "cid-1", "binance", "BTC/USDT", "buy", "limit", 0.1, 3, price=64000.0, margin_mode="isolated"
-    ),
+    OrderIntent("cid-1", "binance", "BTC/USDT", "buy", "limit", 0.1, 3, price=64000.0, margin_mode="isolated"),
     OrderEvent(
         "cid-1",
         "binance",
@@ -39,7 +39,7 @@ EXAMPLES = [
         4,
         filled=0.1,
         fills=[Fill("f1", 64000.0, 0.1, 0.0001, "BTC", 4)],
-    ),  # fmt: skip
+    ),
     RiskEvent("crash_start", 9, "critical", exchange="kraken", detail={"drop": -0.3}),
     RiskControl("halt", 10, reason="operator"),
     PolicyUpdate("p1", "ppo", "file:///ckpt", 11, metrics={"sharpe": 1.2}),
@@ -69,7 +69,5 @@ def test_wrong_types_are_rejected_with_the_field_named():
 
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_raise_anything_but_decode_error(data):
-    try:
+    with contextlib.suppress(DecodeError):
         decode(data)
-    except DecodeError:
-        pass

@@ -39,9 +39,7 @@ async def test_migrations_apply_once_and_create_the_design_tables(db):
     assert await db.migrate() == []  # the fixture already applied them: a second run is a no-op
     names = {r["name"] for r in await db.fetch("SELECT name FROM schema_migrations")}
     assert names == {name for name, _ in migrations()}
-    tables = {
-        r["relname"] for r in await db.fetch("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p')")
-    }
+    tables = {r["relname"] for r in await db.fetch("SELECT relname FROM pg_class WHERE relkind IN ('r', 'p')")}
     for table in ("trades", "orders", "fills", "balances", "ledger", "positions", "risk_events", "policies",
                   "book_snapshots"):  # fmt: skip
         assert table in tables
@@ -67,9 +65,7 @@ async def test_copy_writer_is_idempotent_and_routes_to_partitions(db, uid):
     assert await writer.write(rows) == 25_000
     assert await writer.write(rows[:100]) == 0  # a retried batch is not stored twice
     assert await writer.write(trade_rows(f"ex{uid}", 10, start=25_000)) == 10
-    count = await db.fetch(
-        "SELECT count(*) AS n, sum(price) AS s FROM trades WHERE exchange = $1", f"ex{uid}"
-    )
+    count = await db.fetch("SELECT count(*) AS n, sum(price) AS s FROM trades WHERE exchange = $1", f"ex{uid}")
     assert count[0]["n"] == 25_010
     assert count[0]["s"] == pytest.approx(sum(100.0 + i for i in range(25_010)))
 
