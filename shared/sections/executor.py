@@ -17,9 +17,7 @@ class VenueSim(Section):
     """How the paper exchange models one venue. Defaults are the venue's public base tier."""
 
     taker_fee: float = Field(0.001, ge=0, lt=0.1, description="fraction of notional")
-    maker_fee: float = Field(
-        0.001, ge=-0.01, lt=0.1, description="fraction of notional; negative is a rebate"
-    )
+    maker_fee: float = Field(0.001, ge=-0.01, lt=0.1, description="fraction of notional; negative is a rebate")
     fee_in: Literal["received", "quote"] = Field(
         "received", description="'received': the asset the order receives (Binance); 'quote': always quote"
     )
@@ -28,9 +26,7 @@ class VenueSim(Section):
     latency_jitter_ms: float = Field(1.0, ge=0, description="uniform extra delay, drawn from the seeded RNG")
     margin_call_level: float = Field(1.3, gt=1, description="margin level at or below which a call is raised")
     liquidation_level: float = Field(1.1, gt=1, description="margin level at or below which it liquidates")
-    max_leverage: float = Field(
-        3.0, ge=1, description="borrowing stops when margin level would fall below this"
-    )
+    max_leverage: float = Field(3.0, ge=1, description="borrowing stops when margin level would fall below this")
     interest_daily: dict[str, float] = Field(
         default_factory=lambda: {"USDT": 0.0003, "BTC": 0.0002, "ETH": 0.0002},
         description="daily borrow rate per asset; accrued hourly as rate/24 on the amount borrowed",
@@ -94,9 +90,7 @@ class ExecutorSettings(Section):
     """Settings of the executor area."""
 
     group: str = Field("executor", description="consumer group on orders:intents")
-    gateway: Literal["paper", "ccxt"] = Field(
-        "paper", description="ccxt needs TRADEWIND_LIVE=1 and mode live"
-    )
+    gateway: Literal["paper", "ccxt"] = Field("paper", description="ccxt needs TRADEWIND_LIVE=1 and mode live")
     seed: int = Field(7, description="seed of the paper exchange's latency draws")
     venues: dict[str, VenueSim] = Field(default_factory=default_venues)
     transfers: dict[str, TransferRule] = Field(default_factory=default_transfers)
