@@ -1,0 +1,79 @@
+"""Order-book snapshots for one scan: the visible levels of each market, best first."""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+
+class BookFileError(ValueError):
+    """A books file could not be read; the message names the file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """Visible levels as ``(price, amount)``: bids by descending price, asks by ascending price."""
+
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def from_levels(cls, bids: list[list[float]], asks: list[list[float]]) -> Book:
+        """Sort the levels and drop empty ones (amount 0 means no level)."""
+        return cls(
+            tuple(sorted(((float(p), float(a)) for p, a in bids if a > 0), reverse=True)),
+            tuple(sorted((float(p), float(a)) for p, a in asks if a > 0)),
+        )
+
+    @property
+    def best_bid(self) -> float:
+        return self.bids[0][0] if self.bids else 0.0
+
+    @property
+    def best_ask(self) -> float:
+        return self.asks[0][0] if self.asks else 0.0
+
+
+class _BookLine(msgspec.Struct, forbid_unknown_fields=False):
+    symbol: str
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+
+
+_decoder = msgspec.json.Decoder(_BookLine)
+
+
+def parse_book_line(line: str | bytes, where: str) -> tuple[str, Book]:
+    """Parse one ``{"symbol", "bids", "asks"}`` line; errors name ``where`` (``file:line``)."""
+    try:
+        parsed = _decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise BookFileError(f"{where}: {exc}") from None
+    if "/" not in parsed.symbol:
+        raise BookFileError(f"{where}: symbol {parsed.symbol!r} is not of the form BASE/QUOTE")
+    for side in ("bids", "asks"):
+        for price, amount in getattr(parsed, side):
+            if not price > 0 or not amount >= 0 or price == float("inf") or amount == float("inf"):
+                raise BookFileError(
+                    f"{where}: {side} level [{price}, {amount}] must have a positive price and an amount ≥ 0"
+                )
+    return parsed.symbol, Book.from_levels(parsed.bids, parsed.asks)  # type: ignore[arg-type]
+
+
+def load_books(path: str | Path) -> dict[str, Book]:
+    """Read a JSON-lines books file (``.gz`` allowed); a later line for a symbol replaces an earlier one."""
+    path = Path(path)
+    books: dict[str, Book] = {}
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    symbol, book = parse_book_line(line, f"{path}:{lineno}")
+                    books[symbol] = book
+    except OSError as exc:
+        raise BookFileError(f"{path}: cannot read books: {exc}") from None
+    return books
