@@ -1,0 +1,135 @@
+"""The order gateway: one interface to a venue, simulated (`PaperGateway`) or real (`CcxtGateway`).
+
+The executor only talks to this interface, so paper and live trading share every line above it.
+A gateway reports what happened through ``poll()`` (order events with fills) and ``drain_ledger()``
+(the balance changes those events and the venue's own actions — interest, transfers — caused).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from services.executor.paper import LedgerEntry, PaperExchange, dec
+from services.executor.paper.positions import Position
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, Trade
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """An order the venue reports as open."""
+
+    client_order_id: str
+    exchange: str
+    symbol: str
+    side: str
+    amount: Decimal
+    filled: Decimal
+    price: Decimal | None
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueBalance:
+    exchange: str
+    wallet: str  # spot | cross | isolated:BASE/QUOTE
+    asset: str
+    free: Decimal
+    locked: Decimal
+    borrowed: Decimal = Decimal(0)
+    interest: Decimal = Decimal(0)
+
+
+class Gateway(Protocol):
+    """What the executor needs from a venue."""
+
+    async def submit(self, intent: OrderIntent) -> None:
+        """Send a new order or, when ``intent.cancel``, a cancel; the outcome arrives via ``poll``."""
+        ...
+
+    async def poll(self) -> list[OrderEvent]: ...
+
+    def drain_ledger(self) -> list[LedgerEntry]: ...
+
+    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool:
+        """Whether the venue has ever received this order (reconciliation after a crash)."""
+        ...
+
+    async def open_orders(self) -> list[VenueOrder]: ...
+
+    async def balances(self) -> list[VenueBalance]: ...
+
+    async def borrow(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None: ...
+
+    async def repay(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None: ...
+
+    async def withdraw(self, exchange: str, asset: str, amount: Decimal, address: str, to_venue: str = "") -> str: ...
+
+    def positions(self) -> list[Position]: ...
+
+    async def close(self) -> None: ...
+
+
+class PaperGateway:
+    """The paper exchange behind the gateway interface; fed market data by the executor."""
+
+    def __init__(self, exchange: PaperExchange, clock: Clock = time.time_ns) -> None:
+        self.exchange = exchange
+        self.clock = clock
+        self._ledger_cursor = 0
+
+    def on_market_data(self, message: BookUpdate | Trade) -> None:
+        if isinstance(message, BookUpdate):
+            self.exchange.on_book(message)
+        else:
+            self.exchange.on_trade(message)
+
+    async def submit(self, intent: OrderIntent) -> None:
+        self.exchange.submit(intent, self.clock())
+
+    async def poll(self) -> list[OrderEvent]:
+        return self.exchange.poll(self.clock())
+
+    def drain_ledger(self) -> list[LedgerEntry]:
+        ledger = self.exchange.accounts.ledger
+        new, self._ledger_cursor = ledger[self._ledger_cursor :], len(ledger)
+        return new
+
+    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool:
+        return client_order_id in self.exchange.orders
+
+    async def open_orders(self) -> list[VenueOrder]:
+        return [
+            VenueOrder(o.client_order_id, o.venue, o.symbol, o.side, o.amount, o.filled, o.price, o.status)
+            for o in self.exchange.open_orders()
+        ]
+
+    async def balances(self) -> list[VenueBalance]:
+        return [
+            VenueBalance(v, w, a, b.free, b.locked, b.borrowed, b.interest)
+            for (v, w), wallet in self.exchange.accounts.wallets.items()
+            for a, b in wallet.balances.items()
+        ]
+
+    async def borrow(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
+        self.exchange.borrow(exchange, wallet, asset, amount, self.clock())
+
+    async def repay(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
+        self.exchange.repay(exchange, wallet, asset, amount, self.clock())
+
+    async def withdraw(self, exchange: str, asset: str, amount: Decimal, address: str, to_venue: str = "") -> str:
+        """Move ``amount`` to another paper venue (``to_venue``); ``address`` is informational here."""
+        if not to_venue:
+            raise ValueError("paper withdrawals need the receiving venue (to_venue)")
+        return self.exchange.transfer(exchange, to_venue, asset, dec(amount), self.clock()).transfer_id
+
+    def positions(self) -> list[Position]:
+        return list(self.exchange.positions.values())
+
+    async def close(self) -> None:
+        return None
