@@ -1,0 +1,241 @@
+"""`tradewind train`, `tradewind backtest` and `tradewind synth`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.trainer.data import DataError, load_bars
+
+METRIC_ROWS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "trades", "fees", "exposure")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tradewind: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command()
+@click.option("--algo", type=click.Choice(["dqn", "ppo", "appo"]), required=True, help="RLlib algorithm")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="candles (CSV, Binance klines, freqtrade JSON/feather, parquet) or trades",
+)
+@click.option("--timesteps", type=int, default=50_000, show_default=True, help="env steps to sample")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="checkpoint directory (default: <policy_dir>/<algo>-<data stem>-s<seed>)",
+)
+@click.option("--gpus", type=float, default=None, help="GPUs per learner (num_gpus_per_learner); default CPU")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file overriding configs/<algo>.toml section by section",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="override one setting, e.g. --set training.lr=1e-4 --set env.reward=dsr",
+)
+@click.option("--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when DATA holds trades")
+def train(
+    algo: str,
+    data_path: str,
+    timesteps: int,
+    seed: int,
+    out_dir: str | None,
+    gpus: float | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    bar_seconds: float,
+) -> None:
+    """Train a policy offline; write a checkpoint dir and print ONE JSON line of metrics.
+
+    The data is split by time into train / validation / test ([split] in the config); the
+    metrics line reports validation and test results beside the baselines. With RAY_ADDRESS set,
+    training runs on that Ray cluster. Progress goes to stderr.
+    """
+    from services.trainer.training import TrainingError, load_config
+    from services.trainer.training import train as run_training
+    from shared.cli import settings_or_exit
+
+    settings = settings_or_exit()
+    try:
+        bars = load_bars(data_path, bar_seconds)
+        config = load_config(algo, config_path, overrides)
+    except (DataError, TrainingError) as exc:
+        _fail(str(exc))
+    out = Path(out_dir or Path(settings.trainer.policy_dir) / f"{algo}-{Path(data_path).name.split('.')[0]}-s{seed}")
+    with click.progressbar(length=timesteps, label=f"training {algo}", file=sys.stderr) as bar:
+        shown = 0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal shown
+            bar.update(done - shown)
+            shown = done
+
+        try:
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
+                result = run_training(
+                    bars,
+                    algo,
+                    out,
+                    timesteps,
+                    seed,
+                    settings.trainer.gpus if gpus is None else gpus,
+                    config,
+                    data_label=str(data_path),
+                    progress=progress,
+                )
+        except (TrainingError, DataError) as exc:
+            _fail(str(exc))
+    click.echo(json.dumps(result.metrics))
+
+
+@click.command()
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), required=True, help="candle or trade file")
+@click.option(
+    "--policy",
+    "policy_spec",
+    required=True,
+    metavar="CKPT|baseline:NAME",
+    help="a `tradewind train --out` directory, or baseline:buy_and_hold|flat|momentum",
+)
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option(
+    "--windows", type=int, default=4, show_default=True, help="walk-forward windows over the out-of-sample bars"
+)
+@click.option(
+    "--trials",
+    type=int,
+    default=None,
+    help="trials behind this policy for the deflated Sharpe (default: count in the registry, else 1)",
+)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="write the equity curves as HTML")
+@click.option("--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when DATA holds trades")
+@click.option("--no-short", is_flag=True, help="baselines: no short positions (spot venue without margin)")
+def backtest(
+    data_path: str,
+    policy_spec: str,
+    as_json: bool,
+    windows: int,
+    trials: int | None,
+    plot: str | None,
+    bar_seconds: float,
+    no_short: bool,
+) -> None:
+    """Walk-forward backtest on out-of-sample bars with fees and slippage, beside the baselines.
+
+    A checkpoint is evaluated only on bars after the data it was trained on. Costs are the
+    checkpoint's cost model (baselines: the trainer settings' fee, spread and impact).
+    """
+    from services.trainer.costs import CostModel, FeeTier
+    from services.trainer.env import EnvConfig
+    from services.trainer.evaluation import public_report, walk_forward, write_equity_html
+    from services.trainer.features import compute_features
+    from services.trainer.policy import CheckpointPolicy, PolicyError, load_policy
+    from shared.cli import settings_or_exit
+
+    settings = settings_or_exit()
+    try:
+        bars = load_bars(data_path, bar_seconds)
+        policy = load_policy(policy_spec)
+    except (DataError, PolicyError) as exc:
+        _fail(str(exc))
+    market = compute_features(bars)
+    if isinstance(policy, CheckpointPolicy):
+        config = policy.env_config
+    else:
+        t = settings.trainer
+        cost = CostModel(tiers=(FeeTier(0.0, t.fee_taker, t.fee_taker),), half_spread=t.half_spread, impact=t.impact)
+        config = EnvConfig(cost=cost, allow_short=t.allow_short and not no_short)
+    if trials is None:
+        trials = _registry_trials(settings)
+    try:
+        report = walk_forward(policy, market, config, windows=windows, trials=trials)
+    except (ValueError, PolicyError) as exc:
+        _fail(f"{data_path}: {exc}")
+    report["trials"] = trials
+    if plot:
+        write_equity_html(report, plot)
+    public = public_report(report)
+    if as_json:
+        click.echo(json.dumps(public))
+        return
+    _print_table(public)
+
+
+def _registry_trials(settings: Any) -> int:
+    """Trials recorded in the policies table when a database is configured; 1 otherwise."""
+    if not os.environ.get("DATABASE_URL"):
+        return 1
+
+    async def count() -> int:
+        from shared.storage import Database
+
+        db = await Database.connect(os.environ["DATABASE_URL"], settings.storage)
+        try:
+            rows = await db.fetch("SELECT count(*) AS n FROM policies")
+            return max(int(rows[0]["n"]), 1)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(count())
+    except Exception:  # the registry is optional for an offline backtest
+        return 1
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report['policy']}: out-of-sample, after costs ({report['bars']} bars)")
+    table.add_column("metric")
+    names = [report["policy"], *report["baselines"]]
+    for name in names:
+        table.add_column(name, justify="right")
+    for key in (*METRIC_ROWS, "deflated_sharpe"):
+        row = [report[key], *(b[key] for b in report["baselines"].values())]
+        table.add_row(key, *(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    Console().print(table)
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(["regime_momentum", "mean_reverting"]), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bars", "n_bars", type=int, default=50_000, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="CSV to write")
+def synth(kind: str, seed: int, n_bars: int, out_path: str) -> None:
+    """Write a synthetic market with known structure; print its oracle's out-of-sample Sharpe as JSON."""
+    from services.trainer.backtest import metrics, simulate
+    from services.trainer.env import EnvConfig
+    from services.trainer.features import compute_features
+    from services.trainer.synth import make_market, write_csv
+
+    market = make_market(kind, n_bars, seed)
+    write_csv(market.bars, out_path)
+    features = compute_features(market.bars)
+    start = int(n_bars * 0.8)  # the test split of the default config
+    result = simulate(features, market.oracle_positions[start : n_bars - 1], start, EnvConfig().cost)
+    click.echo(
+        json.dumps({"kind": kind, "seed": seed, "bars": n_bars, "out": out_path, "oracle_test": metrics(result)})
+    )

@@ -1,0 +1,171 @@
+"""Policies that turn bars into positions: baselines, and trained checkpoints without the Algorithm.
+
+A checkpoint policy loads only the RLModule (`RLModule.from_checkpoint` + `forward_inference`).
+Because an observation is (market features at t, position, last-bar PnL of that position), the
+action for every bar and every allowed position is one batched forward pass; the position path
+is then a cheap walk through that table. That is what backtests a year of minute bars in < 1 s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.trainer.env import PNL_FEATURE_SCALE, EnvConfig
+from services.trainer.features import MarketData
+from services.trainer.training import ALGORITHM_DIR, META_FILE, MODULE_PATH, env_config_from_dict
+
+MOMENTUM_LOOKBACK = 60
+BATCH_ROWS = 1 << 16
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be loaded; the message names the path or name and what was expected."""
+
+
+class Policy(Protocol):
+    name: str
+
+    def positions(self, market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
+        """The position held over each bar in [start, stop), starting flat."""
+        ...
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A rule-based policy, the yardstick every learned policy must beat out of sample."""
+
+    name: str
+    rule: Callable[[MarketData, int, int, EnvConfig], NDArray[np.float64]]
+
+    def positions(self, market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
+        return self.rule(market, start, stop, config)
+
+
+def _buy_and_hold(market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
+    return np.ones(stop - start)
+
+
+def _flat(market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
+    return np.zeros(stop - start)
+
+
+def _momentum(market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
+    """Long after a rise over the last hour of bars, short (or flat without margin) after a fall."""
+    t = np.arange(start, stop)
+    past = market.close[np.maximum(t - MOMENTUM_LOOKBACK, 0)]
+    signal = np.sign(market.close[t] - past)
+    return np.where(signal < 0, config.min_position, signal)
+
+
+BASELINES: dict[str, Baseline] = {
+    "buy_and_hold": Baseline("buy_and_hold", _buy_and_hold),
+    "flat": Baseline("flat", _flat),
+    "momentum": Baseline("momentum", _momentum),
+}
+
+
+class CheckpointPolicy:
+    """A trained policy: the RLModule from a `tradewind train --out` directory, inference only."""
+
+    def __init__(self, module: Any, meta: dict[str, Any], path: Path) -> None:
+        self.module = module
+        self.meta = meta
+        self.path = path
+        self.name = f"{meta['algo']}:{path.name}"
+        self.env_config = env_config_from_dict(meta["env"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> CheckpointPolicy:
+        path = Path(path)
+        meta_path = path / META_FILE
+        module_path = path.joinpath(ALGORITHM_DIR, *MODULE_PATH)
+        if not meta_path.is_file() or not module_path.is_dir():
+            raise PolicyError(
+                f"{path}: expected a directory written by `tradewind train --out` "
+                f"(with {META_FILE} and {ALGORITHM_DIR}/{'/'.join(MODULE_PATH)})"
+            )
+        from ray.rllib.core.rl_module.rl_module import RLModule
+
+        module = RLModule.from_checkpoint(str(module_path.resolve()))
+        module.eval()
+        return cls(module, json.loads(meta_path.read_text()), path)
+
+    def act(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Deterministic actions for a batch of observations (discrete indices or continuous positions)."""
+        import torch
+
+        out: list[NDArray[np.float64]] = []
+        with torch.inference_mode():
+            for i in range(0, len(obs), BATCH_ROWS):
+                result = self.module.forward_inference({"obs": torch.from_numpy(obs[i : i + BATCH_ROWS])})
+                if "actions" in result:
+                    out.append(result["actions"].numpy().astype(np.float64))
+                    continue
+                logits = result["action_dist_inputs"]
+                if self.env_config.continuous:  # diagonal Gaussian: [mean, log_std]
+                    out.append(logits[:, 0].numpy().astype(np.float64))
+                else:
+                    out.append(logits.argmax(dim=-1).numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def positions(
+        self, market: MarketData, start: int, stop: int, config: EnvConfig | None = None
+    ) -> NDArray[np.float64]:
+        cfg = self.env_config
+        names = tuple(self.meta["feature_names"])
+        if names != market.names:
+            raise PolicyError(f"{self.path}: trained on features {names}, the data gives {market.names}")
+        if cfg.continuous:
+            return self._positions_sequential(market, start, stop)
+        levels = np.asarray(cfg.position_levels)
+        n, k = stop - start, len(levels)
+        feats = market.features[start:stop]
+        last = market.last_return[start:stop]
+        obs = np.empty((k, n, feats.shape[1] + 2), dtype=np.float32)
+        obs[:, :, :-2] = feats
+        obs[:, :, -2] = levels[:, None]
+        obs[:, :, -1] = levels[:, None] * last[None, :] * PNL_FEATURE_SCALE
+        table = self.act(obs.reshape(k * n, -1)).astype(np.int64).reshape(k, n)
+        first = int(self.act(self._observe(market, start, 0.0)[None, :])[0])
+        # walk the (bar, position) -> action table from a flat start
+        choice = np.empty(n, dtype=np.int64)
+        choice[0] = first
+        rows = [table[j].tolist() for j in range(k)]
+        current = first
+        for i in range(1, n):
+            current = rows[current][i]
+            choice[i] = current
+        return levels[choice]
+
+    def _observe(self, market: MarketData, t: int, position: float) -> NDArray[np.float32]:
+        obs = np.empty(market.features.shape[1] + 2, dtype=np.float32)
+        obs[:-2] = market.features[t]
+        obs[-2] = position
+        obs[-1] = position * market.last_return[t] * PNL_FEATURE_SCALE
+        return obs
+
+    def _positions_sequential(self, market: MarketData, start: int, stop: int) -> NDArray[np.float64]:
+        cfg = self.env_config
+        out = np.zeros(stop - start)
+        position = 0.0
+        for i, t in enumerate(range(start, stop)):
+            position = float(np.clip(self.act(self._observe(market, t, position)[None, :])[0], cfg.min_position, 1.0))
+            out[i] = position
+        return out
+
+
+def load_policy(spec: str) -> Policy:
+    """`baseline:NAME` or a checkpoint directory."""
+    if spec.startswith("baseline:"):
+        name = spec.removeprefix("baseline:")
+        if name not in BASELINES:
+            raise PolicyError(f"--policy {spec}: unknown baseline; expected one of {', '.join(BASELINES)}")
+        return BASELINES[name]
+    return CheckpointPolicy.load(spec)

@@ -1,0 +1,269 @@
+"""RLlib training (new API stack) of DQN, PPO and APPO on the trading env.
+
+Configuration lives in `configs/<algo>.toml`; a user file and `--set section.key=value`
+override it. Ray is imported here only, so the env, the backtester and the executor's
+inference stay Ray-free. With `RAY_ADDRESS` set the run goes to that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from services.trainer.costs import CostModel, FeeTier
+from services.trainer.data import Bars
+from services.trainer.env import EnvConfig, TradingEnv
+from services.trainer.features import MarketData, compute_features
+
+ALGOS = ("dqn", "ppo", "appo")
+CONFIG_DIR = Path(__file__).parent / "configs"
+META_FILE = "tradewind.json"
+ALGORITHM_DIR = "algorithm"
+MODULE_PATH = ("learner_group", "learner", "rl_module", "default_policy")
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start: bad config, too little data, unknown algorithm."""
+
+
+def load_config(algo: str, path: str | Path | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The algorithm's default config, updated by a user TOML file, then by `section.key=value` overrides."""
+    if algo not in ALGOS:
+        raise TrainingError(f"--algo: expected one of {', '.join(ALGOS)}, found {algo!r}")
+    config = tomllib.loads((CONFIG_DIR / f"{algo}.toml").read_text())
+    if path is not None:
+        try:
+            user = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise TrainingError(f"--config {path}: expected a readable TOML file: {exc}") from exc
+        for section, values in user.items():
+            if not isinstance(values, dict):
+                raise TrainingError(f"--config {path}: expected [section] tables, found top-level key {section!r}")
+            config.setdefault(section, {}).update(values)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise TrainingError(f"--set {item!r}: expected section.key=value, e.g. training.lr=0.001")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word is a string
+        config.setdefault(section, {})[name] = value
+    return config
+
+
+def cost_model_from(config: dict[str, Any]) -> CostModel:
+    cost = config.get("cost", {})
+    fee = float(cost.get("taker_fee", 0.001))
+    return CostModel(
+        tiers=(FeeTier(0.0, float(cost.get("maker_fee", fee)), fee),),
+        half_spread=float(cost.get("half_spread", 0.0001)),
+        impact=float(cost.get("impact", 0.1)),
+    )
+
+
+def env_config_from(config: dict[str, Any], start: int = 0, stop: int | None = None) -> EnvConfig:
+    env = dict(config.get("env", {}))
+    if "levels" in env:
+        env["levels"] = tuple(float(x) for x in env["levels"])
+    try:
+        return EnvConfig(cost=cost_model_from(config), start=start, stop=stop, **env)
+    except TypeError as exc:
+        raise TrainingError(f"[env] section: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Split:
+    """Bar index ranges by time: train [0, train_end), validation [train_end, validation_end), test after."""
+
+    train_end: int
+    validation_end: int
+    n_bars: int
+
+    @classmethod
+    def by_fractions(cls, n_bars: int, train: float, validation: float) -> Split:
+        train_end = int(n_bars * train)
+        validation_end = int(n_bars * (train + validation))
+        if train_end < 300 or validation_end - train_end < 50 or n_bars - validation_end < 50:
+            raise TrainingError(
+                f"data: {n_bars} bars are too few for a train/validation/test split of "
+                f"{train:.0%}/{validation:.0%}/{1 - train - validation:.0%} (need >= 300 train, 50 each held out)"
+            )
+        return cls(train_end, validation_end, n_bars)
+
+
+class RLlibTradingEnv(TradingEnv):
+    """`TradingEnv` built from RLlib's env_config dict (keys `market`, `env`)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config["market"], config["env"])
+
+
+@contextmanager
+def ray_session(num_cpus: int | None = None) -> Iterator[None]:
+    """Start (or join, with RAY_ADDRESS) a quiet Ray session for one training run."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or None
+        ray.init(
+            address=address,
+            num_cpus=None if address else num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+        started = True
+    try:
+        yield
+    finally:
+        if started:  # a session the caller opened (several trainings, tests) stays up
+            ray.shutdown()
+
+
+def build_algorithm_config(
+    algo: str, config: dict[str, Any], market: MarketData, env_config: EnvConfig, seed: int, gpus: float
+) -> Any:
+    """The RLlib AlgorithmConfig for `algo` on this market."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    training = dict(config.get("training", {}))
+    runners = dict(config.get("env_runners", {}))
+    model = dict(config.get("model", {}))
+    if algo == "dqn":
+        from ray.rllib.algorithms.dqn import DQNConfig
+
+        base: Any = DQNConfig()
+        eps_steps = int(training.pop("epsilon_timesteps", 20_000))
+        final_eps = float(training.pop("final_epsilon", 0.02))
+        prioritized = bool(training.pop("prioritized_replay", True))
+        capacity = int(training.pop("replay_capacity", 50_000))
+        buffer: dict[str, Any] = {"type": "PrioritizedEpisodeReplayBuffer" if prioritized else "EpisodeReplayBuffer"}
+        buffer["capacity"] = capacity
+        if prioritized:
+            buffer.update(alpha=0.6, beta=0.4)
+        training.update(epsilon=[(0, 1.0), (eps_steps, final_eps)], replay_buffer_config=buffer)
+        model.setdefault("head_fcnet_hiddens", [64])
+    elif algo == "ppo":
+        from ray.rllib.algorithms.ppo import PPOConfig
+
+        base = PPOConfig()
+        model.setdefault("vf_share_layers", False)
+    else:
+        from ray.rllib.algorithms.appo import APPOConfig
+
+        base = APPOConfig()
+    try:
+        return (
+            base.environment(RLlibTradingEnv, env_config={"market": market, "env": env_config})
+            .framework("torch")
+            .env_runners(**runners)
+            .learners(num_learners=0, num_gpus_per_learner=gpus)
+            .training(**training)
+            .rl_module(model_config=DefaultModelConfig(**model))
+            .debugging(seed=seed, log_level="ERROR")
+        )
+    except TypeError as exc:
+        raise TrainingError(f"{algo} config: {exc}") from exc
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    metrics: dict[str, Any]
+
+
+def train(
+    bars: Bars,
+    algo: str,
+    out_dir: str | Path,
+    timesteps: int = 50_000,
+    seed: int = 0,
+    gpus: float = 0.0,
+    config: dict[str, Any] | None = None,
+    data_label: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train `algo` on the training split of `bars`, save the checkpoint and evaluate out of sample."""
+    from services.trainer.evaluation import evaluate_split
+
+    config = config or load_config(algo)
+    split_cfg = config.get("split", {})
+    market = compute_features(bars)
+    split = Split.by_fractions(len(market), float(split_cfg.get("train", 0.6)), float(split_cfg.get("validation", 0.2)))
+    env_config = env_config_from(config, 0, split.train_end)
+    algo_config = build_algorithm_config(algo, config, market, env_config, seed, gpus)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    sampled, iterations = 0, 0
+    last: dict[str, Any] = {}
+    with ray_session():
+        algorithm = algo_config.build_algo()
+        try:
+            while sampled < timesteps:
+                last = algorithm.train()
+                iterations += 1
+                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
+                if progress is not None:
+                    progress(min(sampled, timesteps), timesteps)
+            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
+        finally:
+            algorithm.stop()
+    train_s = time.perf_counter() - started
+    meta = {
+        "algo": algo,
+        "seed": seed,
+        "data": data_label,
+        "feature_names": list(market.names),
+        "env": _env_config_dict(env_config),
+        "config": config,
+        "split": asdict(split),
+        "train_from_ns": int(market.ts[0]),
+        "train_to_ns": int(market.ts[split.train_end - 1]),
+        "validation_to_ns": int(market.ts[split.validation_end - 1]),
+        "timesteps": sampled,
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    runners = last.get("env_runners", {})
+    metrics: dict[str, Any] = {
+        "algo": algo,
+        "checkpoint": str(out),
+        "timesteps": sampled,
+        "iterations": iterations,
+        "train_s": round(train_s, 2),
+        "env_steps_per_s": round(sampled / train_s, 1),
+        "episode_return_mean": runners.get("episode_return_mean"),
+    }
+    metrics.update(evaluate_split(out, market, split))
+    meta["metrics"] = metrics
+    (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    return TrainResult(out, metrics)
+
+
+def _env_config_dict(env_config: EnvConfig) -> dict[str, Any]:
+    raw = asdict(env_config)
+    raw["cost"] = env_config.cost.to_dict()
+    raw["levels"] = list(env_config.levels)
+    return raw
+
+
+def env_config_from_dict(raw: dict[str, Any]) -> EnvConfig:
+    """Rebuild the EnvConfig a checkpoint was trained with."""
+    raw = dict(raw)
+    raw["cost"] = CostModel.from_dict(raw["cost"])
+    raw["levels"] = tuple(raw["levels"])
+    return EnvConfig(**raw)
