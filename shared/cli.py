@@ -28,7 +28,7 @@ SERVICE_COMMANDS = {
     "resume": "services.risk.cli:resume",
     "risk": "services.risk.cli:risk",
 }
-SERVICE_RUNNERS = ("ingest", "trainer", "executor", "risk", "dashboard")
+SERVICE_RUNNERS = ("ingest", "trainer", "executor", "risk")
 
 
 def _module_exists(module: str) -> bool:
@@ -170,6 +170,15 @@ def _service_command(name: str) -> click.Command:
 
 for _name in SERVICE_RUNNERS:
     cli.add_command(_service_command(_name))
+
+
+@cli.command()
+def dashboard() -> None:
+    """Serve the read-only web dashboard (streams, orders, positions, risk events); 127.0.0.1 by default."""
+    from shared.dashboard import main as dashboard_main
+    from shared.runtime import run_service
+
+    sys.exit(run_service("dashboard", dashboard_main))
 
 
 def main() -> None:

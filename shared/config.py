@@ -74,6 +74,7 @@ class LogSettings(Section):
 
 
 class DashboardSettings(Section):
+    enabled: bool = Field(True, description="`tradewind up` starts the dashboard")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     token: SecretStr | None = None

@@ -68,4 +68,7 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         asyncio.run(runner())
     except (asyncio.CancelledError, KeyboardInterrupt):
         log.info("%s stopped", name)
+    except ConfigError as exc:  # a setting found wrong only once the service looked at it
+        log.error("%s: %s", name, exc)
+        return 2
     return 0

@@ -113,7 +113,10 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
             await db.close()
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        names = [n for n in available_services() if only is None or n in only]
+        modules = {n: f"services.{n}" for n in available_services()}
+        if settings.dashboard.enabled:
+            modules["dashboard"] = "shared.dashboard"
+        names = [n for n in modules if only is None or n in only]
         log.info(
             "mode %s; Redis %s; services: %s",
             settings.mode,
@@ -123,7 +126,7 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
         specs = [
             ServiceSpec(
                 name,
-                python_module(f"services.{name}"),
+                python_module(modules[name]),
                 {
                     "REDIS_URL": servers.redis_url,
                     "DATABASE_URL": servers.database_url,
