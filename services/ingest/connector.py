@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +30,14 @@ from shared.metrics import ServiceMetrics
 from shared.sections.ingest import IngestSettings, VenueSettings
 
 log = logging.getLogger(__name__)
+
+
+class Tap(Protocol):
+    """Sees every raw frame and REST snapshot body as received (``tradewind capture`` records them)."""
+
+    def frame(self, frame: str | bytes, recv_ts: int) -> None: ...
+
+    def rest(self, url: str, body: bytes, recv_ts: int) -> None: ...
 
 
 class Stale(Exception):
@@ -79,6 +87,7 @@ class Connector:
         self.connections = 0  # successful connects so far
         self.reconnects = 0
         self.connected = asyncio.Event()
+        self.tap: Tap | None = None
         feed.request_snapshot = self._want_snapshot
 
     # -- venue hooks -------------------------------------------------------------------------
@@ -182,7 +191,10 @@ class Connector:
         clock = time.time_ns
         n = 0
         monotonic = time.monotonic
+        tap = self.tap
         async for frame in ws:
+            if tap is not None:
+                tap.frame(frame, clock())
             on_frame(frame, clock())
             self._last_rx = monotonic()
             n += 1
@@ -239,6 +251,8 @@ class Connector:
                 async with self._http.get(url) as resp:
                     body = await resp.read()
                     if resp.status == 200:
+                        if self.tap is not None:
+                            self.tap.rest(url, body, time.time_ns())
                         self.feed.on_snapshot(venue_symbol, body, time.time_ns())
                         return
                     problem = f"HTTP {resp.status}: {body[:200]!r}"

@@ -58,6 +58,19 @@ class CollectSink:
         return [m for m in self.messages if isinstance(m, kind)]
 
 
+class NullSink:
+    """Drop every message (a capture only needs the feed for its snapshot requests)."""
+
+    def trade(self, msg: Trade) -> None:
+        pass
+
+    def book(self, msg: BookUpdate) -> None:
+        pass
+
+    def status(self, msg: Status) -> None:
+        pass
+
+
 class BusSink:
     """Publish through ``shared.bus.Publisher`` to ``md:trades:{ex}``, ``md:book:{ex}``, ``md:status``."""
 

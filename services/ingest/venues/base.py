@@ -44,6 +44,15 @@ class Venue:
                 continue
         return None
 
+    async def fetch_markets(self, http: Any, base_url_http: str) -> tuple[SymbolMap, bytes]:
+        """GET the venue's market list; returns the map and the raw body (captures record it)."""
+        url = base_url_http.rstrip("/") + self.markets_path
+        async with http.get(url) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise ValueError(f"{self.exchange}: GET {url} answered HTTP {resp.status}: {body[:200]!r}")
+        return self.parse_markets(body), body
+
     # -- parsing and connecting ----------------------------------------------------------------
 
     def feed(self, symbols: SymbolMap, sink: Sink, errors: FrameErrors | None = None, **kwargs: Any) -> Feed:
