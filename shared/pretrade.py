@@ -1,0 +1,297 @@
+"""Pre-trade risk checks: pure, in-process, microseconds — the executor calls them on every order.
+
+The rules belong to the risk area (DESIGN.md puts them in services/risk), but the executor must
+run them inline, with no network hop, and services never import each other: so they live here,
+in the shared library both import. ``PreTradeGuard.check`` returns ``None`` (pass) or a reason
+code such as ``risk.max_notional`` that the executor copies into the rejected ``OrderEvent``.
+
+The guard also keeps the halt state that ``risk:control`` messages drive (kill switch, per-venue
+halts, crash buy-blocks) and treats a risk service silent for longer than
+``heartbeat_timeout_s`` as a global halt: an executor whose risk service died keeps enforcing the
+last limits it knows and stops placing new orders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.schemas import OrderEvent, OrderIntent, RiskControl
+from shared.sections.risk import LimitOverride, Limits, RiskSettings
+
+# Reason codes: the strings that reach `orders:events` (OrderEvent.reason).
+HALTED = "risk.halted"
+VENUE_HALTED = "risk.venue_halted"
+HEARTBEAT_LOST = "risk.heartbeat_lost"
+CRASH_NO_BUY = "risk.crash_no_buy"
+NO_PRICE = "risk.no_price"
+MAX_NOTIONAL = "risk.max_notional"
+PRICE_BAND = "risk.price_band"
+MAX_OPEN_ORDERS = "risk.max_open_orders"
+MAX_POSITION = "risk.max_position"
+MAX_GROSS = "risk.max_gross_exposure"
+MAX_NET = "risk.max_net_exposure"
+INSUFFICIENT_BALANCE = "risk.insufficient_balance"
+BALANCE_UNKNOWN = "risk.balance_unknown"
+RATE_LIMIT = "risk.rate_limit"
+MARGIN_LEVEL = "risk.margin_level"
+
+LIMIT_FIELDS = tuple(Limits.model_fields)
+_BLOCK_BUYS = "block_buys"  # RiskControl.limits key: 1 blocks new buys on that venue, 0 lifts it
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base or not quote:
+        raise ValueError(f"symbol {symbol!r} is not BASE/QUOTE")
+    return base, quote
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLimits:
+    """Limits of one venue/symbol as plain floats (``inf`` = no limit), for the hot path."""
+
+    max_order_notional: float
+    max_position_notional: float
+    max_gross_exposure: float
+    max_net_exposure: float
+    max_open_orders: float
+    orders_per_s: float
+    order_burst: int
+    price_band: float  # fraction of mid
+    fee_buffer: float
+
+
+def _inf(x: float | None) -> float:
+    return float("inf") if x is None else float(x)
+
+
+def resolve_limits(risk: RiskSettings, venue: str, symbol: str) -> Limits:
+    """The limits that apply to ``symbol`` on ``venue``, most specific override last."""
+    merged = risk.limits.model_dump()
+    layers: list[LimitOverride | None] = [
+        risk.venues.get(venue),
+        risk.symbols.get(symbol),
+        risk.symbols.get(f"{venue}:{symbol}"),
+    ]
+    for layer in layers:
+        if layer is not None:
+            merged.update(layer.model_dump(exclude_unset=True))
+    return Limits.model_validate(merged)
+
+
+def missing_limits(risk: RiskSettings, venues: list[str]) -> list[str]:
+    """Why the limits are not "configured" for live trading on ``venues`` (empty: they are).
+
+    Configured means set explicitly (in ``risk.limits`` or a venue override, not left at the
+    paper defaults) and none of them ``None`` (unlimited).
+    """
+    problems = []
+    explicit_default = "limits" in risk.model_fields_set
+    for venue in venues:
+        if not explicit_default and venue not in risk.venues:
+            problems.append(
+                f"{venue}: no risk limits set (TRADEWIND_RISK__LIMITS__... or TRADEWIND_RISK__VENUES__{venue}__...)"
+            )
+            continue
+        merged = risk.limits.model_dump()
+        if venue in risk.venues:
+            merged.update(risk.venues[venue].model_dump(exclude_unset=True))
+        unlimited = [k for k in LIMIT_FIELDS if merged[k] is None]
+        if unlimited:
+            problems.append(f"{venue}: unlimited {', '.join(unlimited)}")
+    return problems
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    rate: float
+    capacity: float
+    tokens: float
+    at_ns: int = 0
+
+    def take(self, now_ns: int) -> bool:
+        if self.rate == float("inf"):
+            return True
+        elapsed = (now_ns - self.at_ns) / 1e9
+        if elapsed > 0:
+            self.tokens = min(self.capacity, self.tokens + elapsed * self.rate)
+            self.at_ns = now_ns
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass(slots=True)
+class VenueBook:
+    """What the guard knows about one venue: positions, marks, free balances, open orders."""
+
+    positions: dict[str, float] = field(default_factory=dict)  # base asset -> signed amount
+    marks: dict[str, float] = field(default_factory=dict)  # base asset -> price in quote
+    free: dict[str, float] = field(default_factory=dict)  # asset -> free amount
+    open_orders: set[str] = field(default_factory=set)  # client order ids resting
+    margin_level: float | None = None  # of the venue's margin account, when it has debt
+    halted: str = ""  # reason, "" when trading
+    buys_blocked: str = ""
+
+
+class PreTradeGuard:
+    """Every pre-trade rule plus the halt state; one instance per executor process."""
+
+    def __init__(self, risk: RiskSettings, *, now_ns: int = 0) -> None:
+        self.risk = risk
+        self.halted = ""  # global halt reason, "" when trading
+        self.venues: dict[str, VenueBook] = {}
+        self.mids: dict[tuple[str, str], float] = {}
+        self._limits: dict[tuple[str, str], ResolvedLimits] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self.heartbeat_timeout_ns = int(risk.heartbeat_timeout_s * 1e9)
+        self.last_heartbeat_ns = now_ns  # the grace period starts when the guard does
+
+    # ---- inputs ---------------------------------------------------------------------------
+
+    def venue(self, name: str) -> VenueBook:
+        book = self.venues.get(name)
+        if book is None:
+            book = self.venues[name] = VenueBook()
+        return book
+
+    def set_mid(self, venue: str, symbol: str, mid: float) -> None:
+        self.mids[(venue, symbol)] = mid
+        self.venue(venue).marks[symbol.partition("/")[0]] = mid
+
+    def set_free(self, venue: str, asset: str, amount: float) -> None:
+        self.venue(venue).free[asset] = amount
+
+    def set_position(self, venue: str, asset: str, amount: float) -> None:
+        self.venue(venue).positions[asset] = amount
+
+    def set_margin_level(self, venue: str, level: float | None) -> None:
+        self.venue(venue).margin_level = level
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        """Track resting orders and, from fills, positions (spot and margin net)."""
+        book = self.venue(event.exchange)
+        if event.status in ("accepted", "partially_filled"):
+            book.open_orders.add(event.client_order_id)
+        else:
+            book.open_orders.discard(event.client_order_id)
+        if event.fills:
+            base, quote = split_symbol(event.symbol)
+            sign = 1.0 if event.side == "buy" else -1.0
+            qty = sum(f.amount for f in event.fills)
+            value = sum(f.amount * f.price for f in event.fills)
+            book.positions[base] = book.positions.get(base, 0.0) + sign * qty
+            if base in book.free:
+                book.free[base] += sign * qty
+            if quote in book.free:
+                book.free[quote] -= sign * value
+
+    def on_control(self, control: RiskControl, now_ns: int) -> None:
+        """Apply a ``risk:control`` message; every message, not only heartbeats, proves risk alive."""
+        self.last_heartbeat_ns = max(self.last_heartbeat_ns, now_ns)
+        reason = control.reason or control.action
+        if control.action == "halt":
+            if control.exchange is None:
+                self.halted = reason
+            else:
+                self.venue(control.exchange).halted = reason
+        elif control.action == "resume":
+            if control.exchange is None:
+                self.halted = ""
+                for book in self.venues.values():
+                    book.halted = ""
+            else:
+                self.venue(control.exchange).halted = ""
+        elif control.action == "set_limit" and control.exchange is not None and _BLOCK_BUYS in control.limits:
+            self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
+
+    def heartbeat_lost(self, now_ns: int) -> bool:
+        return now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns
+
+    # ---- the check --------------------------------------------------------------------------
+
+    def limits(self, venue: str, symbol: str) -> ResolvedLimits:
+        key = (venue, symbol)
+        got = self._limits.get(key)
+        if got is None:
+            lim = resolve_limits(self.risk, venue, symbol)
+            got = self._limits[key] = ResolvedLimits(
+                _inf(lim.max_order_notional),
+                _inf(lim.max_position_notional),
+                _inf(lim.max_gross_exposure),
+                _inf(lim.max_net_exposure),
+                _inf(lim.max_open_orders),
+                _inf(lim.orders_per_s),
+                lim.order_burst,
+                _inf(lim.price_band_bps) / 10_000,
+                lim.fee_buffer,
+            )
+        return got
+
+    def check(self, intent: OrderIntent, now_ns: int) -> str | None:
+        """``None`` when the order may go out, else the reason code of the first rule it breaks.
+
+        Cancels always pass (they only reduce risk). Passing consumes one token of the venue's
+        order-rate bucket.
+        """
+        if intent.cancel:
+            return None
+        if self.halted:
+            return HALTED
+        if now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns:
+            return HEARTBEAT_LOST
+        book = self.venue(intent.exchange)
+        if book.halted:
+            return VENUE_HALTED
+        buy = intent.side == "buy"
+        if buy and book.buys_blocked and not intent.reduce_only:
+            return CRASH_NO_BUY
+        lim = self.limits(intent.exchange, intent.symbol)
+        mid = self.mids.get((intent.exchange, intent.symbol))
+        price = intent.price if intent.price is not None else mid
+        if price is None or price <= 0:
+            return NO_PRICE
+        notional = price * intent.amount
+        if notional > lim.max_order_notional:
+            return MAX_NOTIONAL
+        if intent.price is not None and mid is not None and abs(intent.price - mid) > lim.price_band * mid:
+            return PRICE_BAND
+        if intent.order_type not in ("market", "ioc") and len(book.open_orders) >= lim.max_open_orders:
+            return MAX_OPEN_ORDERS
+        base, quote = split_symbol(intent.symbol)
+        mark = mid if mid is not None else price
+        signed = intent.amount if buy else -intent.amount
+        old = book.positions.get(base, 0.0)
+        new = old + signed
+        if abs(new) * mark > lim.max_position_notional and abs(new) > abs(old):
+            return MAX_POSITION
+        gross = net = 0.0
+        for asset, amount in book.positions.items():
+            if asset != base:
+                value = amount * book.marks.get(asset, 0.0)
+                gross += abs(value)
+                net += value
+        if gross + abs(new) * mark > lim.max_gross_exposure and abs(new) > abs(old):
+            return MAX_GROSS
+        if abs(net + new * mark) > lim.max_net_exposure and abs(net + new * mark) > abs(net + old * mark):
+            return MAX_NET
+        if intent.margin_mode is not None and not intent.reduce_only:
+            level = book.margin_level
+            if level is not None and level < self.risk.margin_floor:
+                return MARGIN_LEVEL
+        elif not intent.reduce_only:
+            need_asset, need = (quote, notional * (1 + lim.fee_buffer)) if buy else (base, intent.amount)
+            free = book.free.get(need_asset)
+            if free is None:
+                return BALANCE_UNKNOWN
+            if free < need:
+                return INSUFFICIENT_BALANCE
+        bucket = self._buckets.get(intent.exchange)
+        if bucket is None:
+            bucket = self._buckets[intent.exchange] = TokenBucket(
+                lim.orders_per_s, lim.order_burst, float(lim.order_burst), now_ns
+            )
+        if not bucket.take(now_ns):
+            return RATE_LIMIT
+        return None
