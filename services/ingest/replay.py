@@ -133,6 +133,7 @@ class ReplayServer:
         self.connections: dict[str, int] = defaultdict(int)
         self.frames_sent: dict[str, int] = defaultdict(int)
         self.rest_requests: dict[str, int] = defaultdict(int)
+        self.finished: dict[str, int] = defaultdict(int)  # connections whose replay reached the end
         self._clients: dict[str, list[tuple[Client, web.WebSocketResponse, web.Request]]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
 
@@ -275,6 +276,7 @@ class ReplayServer:
                 if request.transport is not None:
                     request.transport.abort()
                 return
+        self.finished[venue] += 1
         log.info("replay: %s connection %d reached the end (%d frames sent)", venue, client.number, client.sent)
 
 
