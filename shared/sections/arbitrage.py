@@ -22,3 +22,14 @@ class ArbitrageSettings(Section):
     min_net_return: float = Field(
         0.0, ge=0, description="a cycle is reported only above this net return at the top of the book"
     )
+    book_max_age_ms: float = Field(
+        500.0, gt=0, description="a leg whose book is older than this is not traded (execution guard)"
+    )
+    slippage_bps: float = Field(
+        5.0, ge=0, description="buffer per leg: the edge must cover it, and IOC limits allow this much worse"
+    )
+    max_start_amount: dict[str, float] = Field(
+        default_factory=dict, description="per start asset, the most one cycle execution may spend (e.g. USDT: 500)"
+    )
+    max_executions_per_hour: int = Field(60, ge=0, description="cycle executions started per rolling hour")
+    cooldown_s: float = Field(30.0, ge=0, description="pause after a failed execution before trading again")

@@ -40,7 +40,7 @@ class CycleEngine:
         self._edge_lr[-1] = 0.0
         self._edge_py = [-math.inf] * (2 * n_markets)
         self._sums = np.full(len(cycles), -np.inf)
-        self._sums_view = memoryview(self._sums)
+        self._sums_view = self._sums.data  # plain memoryview: fast scalar access from Python
         self._threshold = math.log1p(min_net_return) - TOLERANCE
         self._by_edge = cycles.by_edge
         self._small = [tuple(ids.tolist()) if len(ids) < SMALL_EDGE else None for ids in cycles.by_edge]
