@@ -233,8 +233,8 @@ class Connector:
 
     def _want_snapshot(self, venue_symbol: str, delay: float) -> None:
         task = self._snapshot_tasks.get(venue_symbol)
-        if task is not None and not task.done():
-            return
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            return  # already on its way (a request made while handling a snapshot needs a new one)
         self._snapshot_tasks[venue_symbol] = asyncio.get_running_loop().create_task(
             self._fetch_snapshot(venue_symbol, delay), name=f"snapshot-{self.exchange}-{venue_symbol}"
         )

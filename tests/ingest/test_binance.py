@@ -53,6 +53,7 @@ async def test_recorded_session_through_connector(redis, exchange, path):
         assert symbol is not None
         own = feed.books[symbol]
         assert own.bids == bids and own.asks == asks, f"{symbol}: connector's book differs from the rebuild"
+        assert not own.crossed()
         assert book_from_messages(books, symbol) == (bids, asks), f"{symbol}: md:book does not rebuild the book"
         first = next(b for b in books if b.symbol == symbol)
         assert first.snapshot
