@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from services.executor.gateway import VenueBalance, VenueOrder
+from services.executor.gateway import Report, VenueBalance, VenueOrder
 from services.executor.paper import LedgerEntry, dec
 from services.executor.paper.positions import Position
 from services.executor.paper.rules import split_symbol
@@ -196,14 +196,14 @@ class CcxtGateway:
         if f.fee:
             self._ledger.append(LedgerEntry(venue, "spot", f.fee_asset, -dec(f.fee), "fee", f.fill_id, f.ts))
 
-    async def poll(self) -> list[OrderEvent]:
+    async def poll(self) -> list[Report]:
         """Refresh orders still open (REST; a websocket user stream would replace this polling)."""
         for cid, (venue, symbol, oid, side) in list(self._open.items()):
             order = await self.client(venue).fetch_order(oid, symbol)
             if dec(order.get("filled") or 0) != self._seen_filled.get(cid) or order.get("status") != "open":
                 self._record(cid, venue, symbol, side, order)
         events, self._events = self._events, []
-        return events
+        return [(e, 0) for e in events]
 
     def drain_ledger(self) -> list[LedgerEntry]:
         out, self._ledger = self._ledger, []

@@ -18,6 +18,7 @@ from services.executor.paper.positions import Position
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, Trade
 
 Clock = Callable[[], int]
+Report = tuple[OrderEvent, int]  # the event, and when it reaches us (ns; 0: as soon as stored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,10 @@ class Gateway(Protocol):
         """Send a new order or, when ``intent.cancel``, a cancel; the outcome arrives via ``poll``."""
         ...
 
-    async def poll(self) -> list[OrderEvent]: ...
+    async def poll(self) -> list[Report]:
+        """Reports the venue has sent since the last call, with the ledger entries they caused
+        available from ``drain_ledger`` at the same moment (store both together)."""
+        ...
 
     def drain_ledger(self) -> list[LedgerEntry]: ...
 
@@ -92,8 +96,9 @@ class PaperGateway:
     async def submit(self, intent: OrderIntent) -> None:
         self.exchange.submit(intent, self.clock())
 
-    async def poll(self) -> list[OrderEvent]:
-        return self.exchange.poll(self.clock())
+    async def poll(self) -> list[Report]:
+        # The simulated venue's state is stored when it changes; only delivery waits for the latency.
+        return self.exchange.take_reports(self.clock())
 
     def drain_ledger(self) -> list[LedgerEntry]:
         ledger = self.exchange.accounts.ledger
@@ -129,7 +134,19 @@ class PaperGateway:
         return self.exchange.transfer(exchange, to_venue, asset, dec(amount), self.clock()).transfer_id
 
     def positions(self) -> list[Position]:
-        return list(self.exchange.positions.values())
+        """Positions with their margin loan, interest and (isolated) liquidation price filled in."""
+        ex = self.exchange
+        for pos in ex.positions.values():
+            if pos.margin_mode == "spot":
+                continue
+            base, quote = pos.symbol.split("/", 1)
+            name = "cross" if pos.margin_mode == "cross" else f"isolated:{pos.symbol}"
+            wallet = ex.accounts.wallet(pos.venue, name)
+            loan = wallet.get(base) if wallet.get(base).borrowed else wallet.get(quote)
+            pos.borrowed, pos.interest = loan.borrowed, loan.interest
+            if pos.margin_mode == "isolated":
+                pos.liquidation_price = ex.liquidation_price(pos.venue, pos.symbol)
+        return list(ex.positions.values())
 
     async def close(self) -> None:
         return None

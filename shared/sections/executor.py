@@ -114,6 +114,9 @@ class ExecutorSettings(Section):
     strategy_lookback: int = Field(20, ge=2, description="book updates the momentum signal looks back")
     strategy_threshold_bps: float = Field(2.0, ge=0, description="mid move (bps) that triggers an order")
     strategy_cooldown_s: float = Field(2.0, ge=0, description="least time between two orders per symbol")
+    reconcile_book_wait_s: float = Field(
+        5.0, ge=0, description="after a restart, wait this long for books before resubmitting unsent paper orders"
+    )
     market_data_group: str = Field("executor-md", description="consumer group on md:book:* / md:trades:*")
     market_data_venues: list[str] = Field(
         default_factory=lambda: ["binance", "coinbase", "kraken", "okx", "bybit", "bitstamp", "bitfinex"],

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from services.executor.ccxt_gateway import CcxtGateway, live_gate
 from shared.config import Settings
-from shared.schemas import OrderIntent
+from shared.schemas import OrderEvent, OrderIntent
 from shared.sections.executor import CcxtVenue, ExecutorSettings
 from tests.executor.fake_binance import FakeBinance
 
@@ -53,6 +53,10 @@ async def venue():
     await server.close()
 
 
+async def events_of(gateway: CcxtGateway) -> list[OrderEvent]:
+    return [event for event, _ in await gateway.poll()]
+
+
 def intent(cid: str, side: str, kind: str, amount: float, price: float | None = None, **kw: object) -> OrderIntent:
     return OrderIntent(cid, "binance", "BTC/USDT", side, kind, amount, 0, price=price, **kw)  # type: ignore[arg-type]
 
@@ -60,7 +64,7 @@ def intent(cid: str, side: str, kind: str, amount: float, price: float | None = 
 async def test_market_order_fills_through_ccxt(venue) -> None:
     fake, gateway, book = venue
     await gateway.submit(intent("c1", "buy", "market", 0.5))
-    events = await gateway.poll()
+    events = await events_of(gateway)
     assert [e.status for e in events] == ["filled"]
     # the fake walked the recorded asks; the event's fills are exactly those levels
     expected, left = [], Decimal("0.5")
@@ -81,19 +85,19 @@ async def test_limit_order_rests_then_cancels(venue) -> None:
     _, gateway, book = venue
     price = float(book["bids"][5][0])
     await gateway.submit(intent("c2", "buy", "limit", 0.01, price))
-    assert [e.status for e in await gateway.poll()] == ["accepted"]
+    assert [e.status for e in await events_of(gateway)] == ["accepted"]
     assert [o.client_order_id for o in await gateway.open_orders()] == ["c2"]
     assert await gateway.knows("c2", "binance", "BTC/USDT")
     assert not await gateway.knows("never-sent", "binance", "BTC/USDT")
     await gateway.submit(OrderIntent("c2", "binance", "BTC/USDT", "buy", "limit", 0.01, 0, cancel=True))
-    assert [e.status for e in await gateway.poll()][-1] == "cancelled"
+    assert [e.status for e in await events_of(gateway)][-1] == "cancelled"
     assert await gateway.open_orders() == []
 
 
 async def test_post_only_crossing_is_rejected_by_the_venue(venue) -> None:
     _, gateway, book = venue
     await gateway.submit(intent("c3", "buy", "post_only", 0.01, float(book["asks"][0][0])))
-    events = await gateway.poll()
+    events = await events_of(gateway)
     assert [e.status for e in events] == ["rejected"] and events[0].reason.startswith("venue.")
 
 
@@ -102,7 +106,7 @@ async def test_margin_borrow_and_isolated_order(venue) -> None:
     await gateway.borrow("binance", "BTC", Decimal("0.02"), "cross")
     assert fake.borrowed[("cross", "BTC")] == Decimal("0.02")
     await gateway.submit(intent("c4", "sell", "market", 0.02, margin_mode="cross"))
-    events = await gateway.poll()
+    events = await events_of(gateway)
     assert events[-1].status == "filled"
     assert "POST /sapi/v1/margin/order" in fake.requests
     await gateway.repay("binance", "BTC", Decimal("0.01"), "cross")
@@ -124,7 +128,7 @@ async def test_wrong_secret_is_refused_by_the_venues_signature_check(venue) -> N
     wrong = CcxtGateway({"binance": CcxtVenue(api_key=KEY, secret="not-the-secret", urls=urls)})  # type: ignore[arg-type]
     try:
         await wrong.submit(intent("c5", "buy", "market", 0.01))
-        events = await wrong.poll()
+        events = await events_of(wrong)
     finally:
         await wrong.close()
     assert [(e.status, e.reason) for e in events] == [("rejected", "venue.AuthenticationError")]

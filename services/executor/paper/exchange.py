@@ -107,12 +107,14 @@ class PaperExchange:
         transfers: dict[str, TransferRule] | None = None,
         transfer_default: TransferRule | None = None,
         seed: int = 0,
+        id_prefix: str = "P",
     ) -> None:
         self.venues = venues
         self.rules = dict(rules or {})
         self.transfer_rules = transfers or {}
         self.transfer_default = transfer_default or TransferRule()
         self.rng = random.Random(seed)
+        self.id_prefix = id_prefix  # distinct per process start, so venue ids never repeat
         self.accounts = Accounts()
         self.books: dict[tuple[str, str], SimBook] = {}
         self.orders: dict[str, PaperOrder] = {}  # by client order id
@@ -153,7 +155,20 @@ class PaperExchange:
         self, venue: str, asset: str, amount: float | Decimal, ts: int, wallet: str = "spot", ref: str = ""
     ) -> None:
         w = self.accounts.wallet(venue, wallet)
-        self.accounts.credit(w, asset, dec(amount), "deposit", ref or f"deposit-{next(self._ids)}", ts)
+        self.accounts.credit(w, asset, dec(amount), "deposit", ref or f"deposit-{self.id_prefix}{next(self._ids)}", ts)
+
+    def restore_balance(
+        self, venue: str, wallet: str, asset: str, holdings: Decimal, borrowed: Decimal, interest: Decimal, now: int
+    ) -> None:
+        """Set a balance persisted by an earlier run (its ledger is already stored: no entry here)."""
+        w = self.accounts.wallet(venue, wallet)
+        w.balances[asset] = type(w.get(asset))(free=holdings, borrowed=borrowed, interest=interest)
+        if borrowed:
+            self._interest_hour[(venue, wallet)] = now // HOUR_NS
+
+    def restore_order(self, intent: OrderIntent, order_id: str, filled: Decimal, cost: Decimal, now: int) -> None:
+        """Put an order that was resting before a restart back on the book (at the back of its queue)."""
+        self._arrive(intent, now, restored=(order_id, filled, cost))
 
     # ---- the clock ---------------------------------------------------------------------
 
@@ -185,6 +200,16 @@ class PaperExchange:
         out = []
         while self._outbox and self._outbox[0][0] <= now:
             out.append(heapq.heappop(self._outbox)[2])
+        return out
+
+    def take_reports(self, now: int) -> list[tuple[OrderEvent, int]]:
+        """Every report the venue has sent by ``now``, with the time it reaches us (maybe later).
+
+        For a driver that stores the venue's state as it changes and delays only the delivery.
+        """
+        self.advance(now)
+        out = [(event, deliver) for deliver, _, event in sorted(self._outbox)]
+        self._outbox.clear()
         return out
 
     def next_due(self) -> int | None:
@@ -305,7 +330,7 @@ class PaperExchange:
         if resting and order in resting:
             resting.remove(order)
 
-    def _arrive(self, intent: OrderIntent, at: int) -> None:
+    def _arrive(self, intent: OrderIntent, at: int, restored: tuple[str, Decimal, Decimal] | None = None) -> None:
         if intent.client_order_id in self.orders:
             return  # the venue refuses a duplicate client order id; the first order's reports stand
         wallet_name = "spot"
@@ -316,7 +341,7 @@ class PaperExchange:
         rules = self.symbol_rules(intent.exchange, intent.symbol)
         order = PaperOrder(
             intent.client_order_id,
-            f"P{next(self._ids)}",
+            f"{self.id_prefix}{next(self._ids)}",
             intent.exchange,
             intent.symbol,
             intent.side,
@@ -330,6 +355,15 @@ class PaperExchange:
         )
         self.orders[order.client_order_id] = order
         book = self.book(order.venue, order.symbol)
+        if restored is not None:
+            order.order_id, order.filled, order.cost = restored
+            remaining = order.remaining
+            need = remaining * order.price if order.side == "buy" else remaining  # type: ignore[operator]
+            self.accounts.lock(order.wallet, order.lock_asset, need)
+            order.locked = need
+            order.queue_ahead = book.side(order.side).get(float(order.price), 0.0)  # type: ignore[arg-type]
+            self.resting.setdefault((order.venue, order.symbol), []).append(order)
+            return
         price = None if order.order_type == "market" else order.price
         reason = rules.check(price, order.amount, book.mid())
         if reason is None and order.order_type != "market" and order.price is None:
@@ -448,7 +482,7 @@ class PaperExchange:
         self.accounts.borrow(w, asset, amount)
         # Binance charges the first hour's interest when the loan is made.
         self.accounts.accrue_interest(
-            w, asset, self._hourly_interest(cfg, asset, amount), f"interest-{next(self._ids)}", now
+            w, asset, self._hourly_interest(cfg, asset, amount), f"interest-{self.id_prefix}{next(self._ids)}", now
         )
         self._interest_hour.setdefault((venue, wallet), now // HOUR_NS)
 
@@ -574,8 +608,8 @@ class PaperExchange:
             return
         rules = self.symbol_rules(w.venue, symbol)
         order = PaperOrder(
-            f"liq-{next(self._ids)}",
-            f"L{next(self._ids)}",
+            f"liq-{self.id_prefix}{next(self._ids)}",
+            f"L{self.id_prefix}{next(self._ids)}",
             w.venue,
             symbol,
             side,
@@ -605,7 +639,7 @@ class PaperExchange:
         amount, fee = dec(amount), dec(rule.fee)
         if amount <= fee:
             raise ValueError(f"transfer of {amount} {asset} does not cover the {fee} {asset} fee")
-        tid = f"T{next(self._ids)}"
+        tid = f"T{self.id_prefix}{next(self._ids)}"
         src = self.accounts.wallet(from_venue, "spot")
         self.accounts.credit(src, asset, -(amount - fee), "transfer", tid, now)
         self.accounts.credit(src, asset, -fee, "transfer_fee", tid, now)

@@ -16,6 +16,9 @@ class Position:
     amount: Decimal = ZERO  # signed: negative is short
     entry_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO  # in quote, before fees
+    borrowed: Decimal = ZERO  # margin: the loan financing it (base for a short, quote for a long)
+    interest: Decimal = ZERO
+    liquidation_price: Decimal | None = None
 
     def apply_fill(self, side: str, price: Decimal, qty: Decimal) -> None:
         """Update amount, average entry and realized PnL for one fill."""

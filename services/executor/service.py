@@ -1,0 +1,384 @@
+"""The executor service: intents in, orders out, every outcome stored and published once.
+
+Start-up order matters for exactly-once execution: restore the paper venue from PostgreSQL,
+reconcile orders claimed but possibly never sent (ask the venue; resubmit what it never got),
+and only then consume new intents. Market data (`md:book:*`, `md:trades:*`) drives the paper
+exchange and the baseline strategy; `risk:control` halts and resumes trading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+
+from redis.asyncio import Redis
+
+from services.executor.checks import Check, RiskState, pretrade
+from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
+from services.executor.paper import LedgerEntry, PaperExchange
+from services.executor.paper.book import SimBook
+from services.executor.paper.positions import Position
+from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
+from services.executor.strategy import MomentumStrategy
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
+from shared.config import Settings
+from shared.metrics import ServiceMetrics
+from shared.runtime import on_stop, service_metrics
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Trade, streams
+from shared.storage import Database
+
+log = logging.getLogger(__name__)
+
+
+def build_gateway(settings: Settings, run_id: str) -> Gateway:
+    """Paper unless live trading is asked for; live refuses to start while any gate is closed."""
+    ex = settings.executor
+    if settings.mode == "live" or ex.gateway == "ccxt":
+        from services.executor.ccxt_gateway import CcxtGateway, LiveGateClosed, live_gate
+
+        closed = live_gate(settings)
+        if closed:
+            raise LiveGateClosed(f"live trading refused: {closed}")
+        log.warning("LIVE trading on %s: real orders, max notional %s", sorted(ex.live_venues), ex.live_max_notional)
+        return CcxtGateway(ex.live_venues)
+    exchange = PaperExchange(
+        ex.venues, transfers=ex.transfers, transfer_default=ex.transfer_default, seed=ex.seed, id_prefix=f"P{run_id}-"
+    )
+    return PaperGateway(exchange)
+
+
+class Executor:
+    """One executor process; ``run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        db: Database,
+        gateway: Gateway,
+        metrics: ServiceMetrics | None = None,
+        checks: tuple[Check, ...] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.executor
+        self.redis = redis
+        self.bus = RedisBus(redis, settings.bus, metrics)
+        self.store = ExecutorStore(db)
+        self.gateway = gateway
+        self.metrics = metrics
+        self.checks = checks
+        self.run_id = run_id or f"{os.getpid():x}{time.time_ns() % 10**9:x}"
+        max_notional = self.cfg.max_notional
+        if not isinstance(gateway, PaperGateway) and self.cfg.live_max_notional is not None:
+            max_notional = min(max_notional, self.cfg.live_max_notional)
+        self.risk = RiskState(max_notional=max_notional, reference_price=self._reference_price)
+        self.books: dict[tuple[str, str], SimBook] = {}
+        enabled = self.cfg.strategy_enabled if self.cfg.strategy_enabled is not None else settings.mode == "replay"
+        self.strategy = MomentumStrategy(self.cfg, self.run_id) if enabled else None
+        self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
+        self.ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._consumers: list[Consumer] = []
+        self._next_delivery: int | None = None
+        self._unstored: list[tuple[list[Report], list[LedgerEntry], list[VenueBalance]]] = []
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        for c in self._consumers:
+            c.stop()
+
+    def _reference_price(self, exchange: str, symbol: str) -> float | None:
+        book = self.books.get((exchange, symbol))
+        mid = book.mid() if book else None
+        return float(mid) if mid is not None else None
+
+    # ---- start-up -------------------------------------------------------------------------
+
+    async def restore(self) -> None:
+        """Paper: rebuild the simulated venue from what earlier runs stored, or fund it the first time."""
+        if not isinstance(self.gateway, PaperGateway):
+            return
+        exchange, now = self.gateway.exchange, time.time_ns()
+        stored = await self.store.balances()
+        if not stored:
+            for venue, assets in self.cfg.initial_balances.items():
+                if venue in exchange.venues:
+                    for asset, amount in assets.items():
+                        exchange.deposit(venue, asset, amount, now, ref="initial")
+            return
+        for b in stored:
+            exchange.restore_balance(b.exchange, b.wallet, b.asset, b.free + b.locked, b.borrowed, b.interest, now)
+        for row in await self.store.db.fetch(
+            "SELECT exchange, symbol, margin_mode, amount, entry_price, realized_pnl FROM positions"
+        ):
+            exchange.positions[(row["exchange"], row["symbol"], row["margin_mode"])] = Position(
+                row["exchange"],
+                row["symbol"],
+                row["margin_mode"],
+                row["amount"],
+                row["entry_price"],
+                row["realized_pnl"],
+            )
+        for order in await self.store.orders_in(OPEN_STATUSES):
+            cost = order.filled * order.avg_price
+            exchange.restore_order(order.intent, order.venue_order_id, order.filled, cost, now)
+        log.info("restored %d balances and the open orders of the paper venue", len(stored))
+
+    async def reconcile(self) -> int:
+        """Resubmit orders that were claimed but that the venue never received; return how many."""
+        pending = await self.store.orders_in(UNSENT_STATUSES)
+        if isinstance(self.gateway, PaperGateway):
+            await self._wait_for_books({(o.intent.exchange, o.intent.symbol) for o in pending})
+        resent = []
+        for order in pending:
+            i = order.intent
+            if await self.gateway.knows(i.client_order_id, i.exchange, i.symbol):
+                continue
+            await self.gateway.submit(i)
+            resent.append(i.client_order_id)
+        await self.store.mark_submitted(resent)
+        if resent:
+            log.info("reconciled: resubmitted %d orders the venue never received", len(resent))
+        return len(resent)
+
+    async def _wait_for_books(self, markets: set[tuple[str, str]]) -> None:
+        deadline = time.monotonic() + self.cfg.reconcile_book_wait_s
+        exchange = self.gateway.exchange  # type: ignore[attr-defined]
+        while markets and time.monotonic() < deadline and not self._stopping.is_set():
+            markets = {m for m in markets if exchange.book(*m).mid() is None}
+            if markets:
+                await asyncio.sleep(0.02)
+
+    # ---- the loops -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.restore()
+        md = self._market_data_consumer()
+        tasks = [asyncio.create_task(md.run(), name="market-data")]
+        reports = asyncio.create_task(self._reports_loop(), name="reports")
+        try:
+            await self.reconcile()
+            intents = Consumer(
+                self.redis,
+                [streams.ORDERS_INTENTS],
+                self.cfg.group,
+                self._on_intents,
+                self.settings.bus,
+                name=f"executor-{self.run_id}",
+                metrics=self.metrics,
+            )
+            control = Consumer(
+                self.redis,
+                [streams.RISK_CONTROL],
+                f"{self.cfg.group}-control",
+                self._on_control,
+                self.settings.bus,
+                name=f"executor-{self.run_id}",
+                metrics=self.metrics,
+            )
+            self._consumers += [intents, control]
+            tasks += [
+                asyncio.create_task(intents.run(), name="intents"),
+                asyncio.create_task(control.run(), name="control"),
+            ]
+            self.ready.set()
+            log.info(
+                "executor ready (gateway %s, strategy %s)",
+                type(self.gateway).__name__,
+                "on" if self.strategy else "off",
+            )
+            await self._stopping.wait()
+        finally:
+            self.stop()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._wake.set()
+            await reports
+            await self._flush_reports()
+
+    def _market_data_consumer(self) -> Consumer:
+        names = [s for v in self.cfg.market_data_venues for s in (streams.md_book(v), streams.md_trades(v))]
+        consumer = Consumer(
+            self.redis,
+            names,
+            self.cfg.market_data_group,
+            self._on_market_data,
+            self.settings.bus,
+            name=f"executor-{self.run_id}",
+            start_id="$",
+            metrics=self.metrics,
+        )
+        self._consumers.append(consumer)
+        return consumer
+
+    async def _on_market_data(self, deliveries: list[Delivery]) -> None:
+        paper = self.gateway if isinstance(self.gateway, PaperGateway) else None
+        intents = []
+        for delivery in deliveries:
+            for m in delivery.messages:
+                if isinstance(m, BookUpdate):
+                    book = self.books.get((m.exchange, m.symbol))
+                    if book is None:
+                        book = self.books[(m.exchange, m.symbol)] = SimBook()
+                    book.apply(m)
+                    if paper and m.exchange in paper.exchange.venues:
+                        paper.on_market_data(m)
+                    if self.strategy:
+                        mid = book.mid()
+                        if mid is not None:
+                            intent = self.strategy.on_mid(m.exchange, m.symbol, float(mid), m.recv_ts)
+                            if intent:
+                                intents.append(intent)
+                elif isinstance(m, Trade) and paper and m.exchange in paper.exchange.venues:
+                    paper.on_market_data(m)
+        if intents:
+            await self.bus.publish(streams.ORDERS_INTENTS, intents)
+        if paper:
+            self._wake.set()  # trades may have filled resting orders
+
+    async def _on_intents(self, deliveries: list[Delivery]) -> None:
+        intents: dict[str, OrderIntent] = {}
+        cancels: list[OrderIntent] = []
+        for d in deliveries:
+            for m in d.messages:
+                if isinstance(m, OrderIntent):
+                    if m.cancel:
+                        cancels.append(m)
+                    else:
+                        intents.setdefault(m.client_order_id, m)  # a duplicate within the batch
+        claimed = await self.store.claim(list(intents.values()))
+        if self.metrics and len(claimed) < len(intents):
+            self.metrics.error("duplicate_intent")
+        rejected, sent = [], []
+        for cid, intent in intents.items():
+            if cid not in claimed:
+                continue  # delivered before: its order exists (or is being reconciled)
+            reason = pretrade(intent, self.risk, self.checks) if self.checks else pretrade(intent, self.risk)
+            if reason:
+                rejected.append(
+                    OrderEvent(
+                        cid, intent.exchange, intent.symbol, intent.side, "rejected", time.time_ns(), reason=reason
+                    )
+                )
+                continue
+            await self.gateway.submit(intent)
+            self.submit_latency_ns.append(time.time_ns() - intent.ts)
+            sent.append(cid)
+        for cancel in cancels:
+            await self.gateway.submit(cancel)
+        if rejected:
+            await self.store.record([(e, 0) for e in rejected], [], [], [])
+            await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
+        await self.store.mark_submitted(sent)
+        self._wake.set()
+
+    async def _on_control(self, deliveries: list[Delivery]) -> None:
+        for d in deliveries:
+            for m in d.messages:
+                if not isinstance(m, RiskControl):
+                    continue
+                if m.action == "halt":
+                    if m.exchange:
+                        self.risk.halted_venues.add(m.exchange)
+                    else:
+                        self.risk.halted_all = True
+                elif m.action == "resume":
+                    if m.exchange:
+                        self.risk.halted_venues.discard(m.exchange)
+                    else:
+                        self.risk.halted_all, self.risk.halted_venues = False, set()
+                elif m.action == "set_limit" and "max_notional" in m.limits:
+                    self.risk.max_notional = m.limits["max_notional"]
+                log.info("risk control: %s %s %s", m.action, m.exchange or "all venues", m.reason)
+
+    async def _reports_loop(self) -> None:
+        idle = 0.005 if isinstance(self.gateway, PaperGateway) else 1.0
+        while not self._stopping.is_set():
+            try:
+                await self._flush_reports()
+            except Exception:  # a storage outage must not kill the loop; reports stay queued in the venue
+                log.exception("storing order reports failed; retrying")
+                await asyncio.sleep(1.0)
+            delay = idle
+            dues = [self._next_delivery]
+            if isinstance(self.gateway, PaperGateway):
+                dues.append(self.gateway.exchange.next_due())
+            for due in dues:
+                if due is not None:
+                    delay = min(delay, max(0.0, (due - time.time_ns()) / 1e9))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _flush_reports(self) -> None:
+        # poll, drain_ledger and balances must describe one state: no await may suspend between them
+        # (the paper gateway's never do), so the stored balances always equal the stored ledger.
+        reports = await self.gateway.poll()
+        ledger = self.gateway.drain_ledger()
+        if reports or ledger or self._unstored:
+            touched = {(x.venue, x.wallet, x.asset) for x in ledger}
+            for e, _ in reports:  # locks move without a ledger entry: store the order's assets too
+                touched |= {(e.exchange, w, a) for w, a in self._wallet_assets(e)}
+            balances = [b for b in await self.gateway.balances() if (b.exchange, b.wallet, b.asset) in touched]
+            self._unstored.append((reports, ledger, balances))
+            all_reports = [r for batch in self._unstored for r in batch[0]]
+            all_ledger = [x for batch in self._unstored for x in batch[1]]
+            latest = {(b.exchange, b.wallet, b.asset): b for batch in self._unstored for b in batch[2]}
+            await self.store.record(all_reports, all_ledger, latest.values(), self.gateway.positions())
+            self._unstored.clear()  # kept until stored: a storage outage loses no report
+            self._next_delivery = await self.store.next_delivery()
+        if self._next_delivery is not None and self._next_delivery <= time.time_ns():
+            await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
+            self._next_delivery = await self.store.next_delivery()
+            await self._publish_notices()
+
+    def _wallet_assets(self, e: OrderEvent) -> list[tuple[str, str]]:
+        base, _, quote = e.symbol.partition("/")
+        wallets = ["spot", "cross", f"isolated:{e.symbol}"]
+        return [(w, a) for w in wallets for a in (base, quote)]
+
+    async def _publish_notices(self) -> None:
+        if not isinstance(self.gateway, PaperGateway) or not self.gateway.exchange.notices:
+            return
+        notices, self.gateway.exchange.notices = self.gateway.exchange.notices, []
+        events = [
+            RiskEvent(
+                n.kind,
+                n.ts,
+                "critical" if n.kind == "liquidation" else "warning",
+                n.venue,
+                detail={"wallet": n.wallet, "margin_level": float(n.margin_level)},
+            )
+            for n in notices
+        ]
+        await self.bus.publish(streams.RISK_EVENTS, events)
+
+
+async def main(settings: Settings) -> None:
+    redis_url = settings.redis_url
+    db_url = settings.database_url.get_secret_value() if settings.database_url else None
+    if not redis_url or not db_url:
+        raise SystemExit("executor: REDIS_URL and DATABASE_URL must be set (`tradewind up` sets both)")
+    metrics = service_metrics(settings)
+    redis = connect_redis(redis_url)
+    db = await Database.connect(db_url, settings.storage)
+    await db.migrate()
+    executor: Executor | None = None
+    gateway: Gateway | None = None
+    try:
+        run_id = f"{os.getpid():x}{time.time_ns() % 10**9:x}"
+        gateway = build_gateway(settings, run_id)
+        executor = Executor(settings, redis, db, gateway, metrics, run_id=run_id)
+        on_stop(executor.stop)
+        await executor.run()
+    finally:
+        if gateway is not None:
+            await gateway.close()
+        await db.close()
+        await redis.aclose()

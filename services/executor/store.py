@@ -1,0 +1,243 @@
+"""The executor's records in PostgreSQL: orders, fills, ledger, balances, positions, event outbox.
+
+Idempotency lives here: an intent is *claimed* by inserting its order row keyed by client order
+id, so a second delivery finds the row and places nothing. Each batch of gateway reports is
+stored in one transaction together with the ledger entries and balances it produced, and the
+events go to an outbox that is published to Redis exactly once (see ``publish_outbox``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+from redis.asyncio import Redis
+
+from services.executor.gateway import VenueBalance
+from services.executor.paper import LedgerEntry
+from services.executor.paper.positions import Position
+from shared.config import BusSettings
+from shared.schemas import OrderEvent, OrderIntent, decode, encode, streams
+from shared.storage import Database, ns_to_datetime
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = ("accepted", "partially_filled")
+UNSENT_STATUSES = ("new", "submitted")  # claimed; the venue may or may not have it
+PUBLISHED_MARKER = "tw:executor:published:"  # + outbox id; set in the same MULTI as the XADD
+
+
+def d(x: float) -> Decimal:
+    return Decimal(repr(x))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    intent: OrderIntent
+    status: str
+    venue_order_id: str
+    filled: Decimal
+    avg_price: Decimal
+
+
+class ExecutorStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, intents: Sequence[OrderIntent]) -> set[str]:
+        """Insert order rows for new intents in one statement; return the client ids that were new."""
+        if not intents:
+            return set()
+        rows = await self.db.fetch(
+            """
+            INSERT INTO orders (client_order_id, exchange, symbol, side, order_type, amount, price, margin_mode,
+                                strategy, status, intent)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+                                 $7::numeric[], $8::text[], $9::text[], $10::text[], $11::bytea[])
+            ON CONFLICT (client_order_id) DO NOTHING
+            RETURNING client_order_id
+            """,
+            [i.client_order_id for i in intents],
+            [i.exchange for i in intents],
+            [i.symbol for i in intents],
+            [i.side for i in intents],
+            [i.order_type for i in intents],
+            [d(i.amount) for i in intents],
+            [d(i.price) if i.price is not None else None for i in intents],
+            [i.margin_mode for i in intents],
+            [i.strategy for i in intents],
+            ["new"] * len(intents),
+            [encode(i) for i in intents],
+        )
+        return {r["client_order_id"] for r in rows}
+
+    async def mark_submitted(self, client_order_ids: Sequence[str]) -> None:
+        if client_order_ids:
+            await self.db.execute(
+                "UPDATE orders SET status = 'submitted', updated_at = now()"
+                " WHERE client_order_id = ANY($1::text[]) AND status = 'new'",
+                list(client_order_ids),
+            )
+
+    async def next_delivery(self) -> int | None:
+        """When the earliest stored but unpublished event is due."""
+        rows = await self.db.fetch("SELECT min(deliver_at) AS t FROM order_events WHERE NOT published")
+        return rows[0]["t"] if rows else None
+
+    async def orders_in(self, statuses: Sequence[str]) -> list[StoredOrder]:
+        rows = await self.db.fetch(
+            "SELECT intent, status, venue_order_id, filled, avg_price FROM orders"
+            " WHERE status = ANY($1::text[]) AND intent IS NOT NULL ORDER BY created_at",
+            list(statuses),
+        )
+        out = []
+        for r in rows:
+            intent = decode(r["intent"])[0]
+            assert isinstance(intent, OrderIntent)
+            out.append(StoredOrder(intent, r["status"], r["venue_order_id"] or "", r["filled"], r["avg_price"]))
+        return out
+
+    async def balances(self) -> list[VenueBalance]:
+        rows = await self.db.fetch("SELECT exchange, wallet, asset, free, locked, borrowed, interest FROM balances")
+        return [
+            VenueBalance(r["exchange"], r["wallet"], r["asset"], r["free"], r["locked"], r["borrowed"], r["interest"])
+            for r in rows
+        ]
+
+    async def record(
+        self,
+        reports: Sequence[tuple[OrderEvent, int]],
+        ledger: Sequence[LedgerEntry],
+        balances: Iterable[VenueBalance],
+        positions: Iterable[Position],
+    ) -> None:
+        """Store reports (event, delivery time) and what they changed, all or nothing."""
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            for e, deliver_at in reports:
+                await self._event(conn, e, deliver_at)
+            if ledger:
+                await conn.executemany(
+                    "INSERT INTO ledger (exchange, wallet, asset, delta, kind, ref, ts) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+                    " ON CONFLICT DO NOTHING",
+                    [(x.venue, x.wallet, x.asset, x.delta, x.kind, x.ref, ns_to_datetime(x.ts)) for x in ledger],
+                )
+            bal = list(balances)
+            if bal:
+                await conn.executemany(
+                    "INSERT INTO balances (exchange, wallet, asset, free, locked, borrowed, interest, updated_at)"
+                    " VALUES ($1,$2,$3,$4,$5,$6,$7, now()) ON CONFLICT (exchange, wallet, asset) DO UPDATE SET"
+                    " free = EXCLUDED.free, locked = EXCLUDED.locked, borrowed = EXCLUDED.borrowed,"
+                    " interest = EXCLUDED.interest, updated_at = now()",
+                    [(b.exchange, b.wallet, b.asset, b.free, b.locked, b.borrowed, b.interest) for b in bal],
+                )
+            pos = list(positions)
+            if pos:
+                await conn.executemany(
+                    "INSERT INTO positions (exchange, symbol, margin_mode, amount, entry_price, realized_pnl,"
+                    " borrowed, interest, liquidation_price, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9, now())"
+                    " ON CONFLICT (exchange, symbol, margin_mode) DO UPDATE SET amount = EXCLUDED.amount,"
+                    " entry_price = EXCLUDED.entry_price, realized_pnl = EXCLUDED.realized_pnl,"
+                    " borrowed = EXCLUDED.borrowed, interest = EXCLUDED.interest,"
+                    " liquidation_price = EXCLUDED.liquidation_price, updated_at = now()",
+                    [pos_row(p) for p in pos],
+                )
+
+    async def _event(self, conn: asyncpg.Connection, e: OrderEvent, deliver_at: int) -> None:
+        key = f"{e.client_order_id}|{e.status}|{e.filled!r}|{e.reason}"
+        inserted = await conn.fetchval(
+            "INSERT INTO order_events (client_order_id, event_key, payload, ts, deliver_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_key) DO NOTHING RETURNING id",
+            e.client_order_id,
+            key,
+            encode(e),
+            ns_to_datetime(e.ts),
+            deliver_at,
+        )
+        if inserted is None:
+            return  # this report was stored before (a replayed poll after a restart)
+        await conn.execute(
+            """
+            INSERT INTO orders (client_order_id, exchange, symbol, side, order_type, amount, status, venue_order_id,
+                                filled, avg_price, reason, strategy)
+            VALUES ($1, $2, $3, $4, 'market', $5, $6, $7, $5, $8, $9, 'venue')
+            ON CONFLICT (client_order_id) DO UPDATE SET status = EXCLUDED.status,
+                venue_order_id = EXCLUDED.venue_order_id, filled = EXCLUDED.filled,
+                avg_price = EXCLUDED.avg_price, reason = EXCLUDED.reason, updated_at = now()
+            """,
+            e.client_order_id,
+            e.exchange,
+            e.symbol,
+            e.side,
+            d(e.filled),
+            e.status,
+            e.order_id,
+            d(e.avg_price),
+            e.reason,
+        )
+        if e.fills:
+            await conn.executemany(
+                "INSERT INTO fills (exchange, fill_id, client_order_id, symbol, side, price, amount, fee, fee_asset,"
+                " liquidity, ts) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        e.exchange,
+                        f.fill_id,
+                        e.client_order_id,
+                        e.symbol,
+                        e.side,
+                        d(f.price),
+                        d(f.amount),
+                        d(f.fee),
+                        f.fee_asset,
+                        f.liquidity,
+                        ns_to_datetime(f.ts),
+                    )
+                    for f in e.fills
+                ],
+            )
+
+    async def publish_outbox(self, redis: Redis, bus: BusSettings, now: int, limit: int = 1000) -> int:
+        """Publish stored events due by ``now`` not yet on ``orders:events``, each exactly once, in order.
+
+        The XADD and a marker key go in one MULTI; the row is flagged afterwards. A crash between
+        the two leaves the marker, and the next call only flags the row instead of publishing again.
+        """
+        rows = await self.db.fetch(
+            "SELECT id, payload FROM order_events WHERE NOT published AND deliver_at <= $1 ORDER BY id LIMIT $2",
+            now,
+            limit,
+        )
+        if not rows:
+            return 0
+        ids = [r["id"] for r in rows]
+        done = await redis.mget([f"{PUBLISHED_MARKER}{i}" for i in ids])
+        pipe = redis.pipeline(transaction=True)
+        sent = 0
+        for r, marker in zip(rows, done, strict=True):
+            if marker is None:
+                pipe.xadd(streams.ORDERS_EVENTS, {streams.FIELD: r["payload"]}, maxlen=bus.maxlen, approximate=True)
+                pipe.set(f"{PUBLISHED_MARKER}{r['id']}", b"1", ex=7 * 86400)
+                sent += 1
+        if sent:
+            pipe.hincrby(streams.STATS_KEY, f"{streams.ORDERS_EVENTS}:entries", sent)
+            pipe.hincrby(streams.STATS_KEY, f"{streams.ORDERS_EVENTS}:msgs", sent)
+            await pipe.execute()
+        await self.db.execute("UPDATE order_events SET published = true WHERE id = ANY($1::bigint[])", ids)
+        return sent
+
+
+def pos_row(p: Position) -> tuple[object, ...]:
+    return (
+        p.venue,
+        p.symbol,
+        p.margin_mode,
+        p.amount,
+        p.entry_price,
+        p.realized_pnl,
+        p.borrowed,
+        p.interest,
+        p.liquidation_price,
+    )

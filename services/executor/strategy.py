@@ -1,0 +1,59 @@
+"""A baseline momentum strategy, so the stack trades before the RL policy and arbitrage exist.
+
+On each book update it compares the mid with the mid ``lookback`` updates ago; a move larger
+than ``threshold_bps`` sends a small market order in the move's direction (at most one per
+``cooldown_s`` per market). It only sells what it bought, so spot sells never lack the asset.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+from shared.schemas import OrderIntent
+from shared.sections.executor import ExecutorSettings
+
+
+class MomentumStrategy:
+    name = "momentum"
+
+    def __init__(self, settings: ExecutorSettings, run_id: str) -> None:
+        self.lookback = settings.strategy_lookback
+        self.threshold = settings.strategy_threshold_bps / 10_000
+        self.cooldown_ns = int(settings.strategy_cooldown_s * 1e9)
+        self.notional = settings.strategy_notional
+        self.run_id = run_id
+        self._mids: dict[tuple[str, str], deque[float]] = {}
+        self._last_order: dict[tuple[str, str], int] = {}
+        self.held: dict[tuple[str, str], float] = {}
+        self._seq = itertools.count(1)
+
+    def on_mid(self, exchange: str, symbol: str, mid: float, now: int) -> OrderIntent | None:
+        """Feed the mid after a book update; return an intent when the signal fires."""
+        key = (exchange, symbol)
+        mids = self._mids.setdefault(key, deque(maxlen=self.lookback))
+        mids.append(mid)
+        if len(mids) < self.lookback:
+            return None
+        move = mid / mids[0] - 1
+        if abs(move) < self.threshold or now - self._last_order.get(key, 0) < self.cooldown_ns:
+            return None
+        amount = float(f"{self.notional / mid:.6g}")
+        side = "buy" if move > 0 else "sell"
+        if side == "sell":
+            amount = min(amount, self.held.get(key, 0.0))
+            if amount <= 0:
+                return None
+        self.held[key] = self.held.get(key, 0.0) + (amount if side == "buy" else -amount)
+        self._last_order[key] = now
+        mids.clear()
+        return OrderIntent(
+            f"{self.name}-{self.run_id}-{next(self._seq)}",
+            exchange,
+            symbol,
+            side,
+            "market",
+            amount,
+            now,
+            strategy=self.name,
+        )
