@@ -106,6 +106,11 @@ class Connector:
     def heartbeat_frame(self) -> str | None:
         return None
 
+    def resync_frames(self, venue_symbol: str) -> Sequence[str]:
+        """Frames that make the venue resend ``venue_symbol``'s book; venues that resync by
+        resubscribing return them (and no ``snapshot_url``)."""
+        return ()
+
     # -- engine ------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -240,6 +245,15 @@ class Connector:
         )
 
     async def _fetch_snapshot(self, venue_symbol: str, delay: float) -> None:
+        resync = self.resync_frames(venue_symbol)
+        if resync:  # the venue resends the book when resubscribed: no REST snapshot to fetch
+            if delay:
+                await asyncio.sleep(delay)
+            with contextlib.suppress(ConnectionClosed):
+                for frame in resync:
+                    if self._ws is not None:
+                        await self._ws.send(frame)
+            return
         url = self.snapshot_url(venue_symbol)
         if url is None or self._http is None:
             return

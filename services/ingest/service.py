@@ -1,0 +1,164 @@
+"""The ingest service: venue connectors -> normalized messages on Redis, plus the recorder.
+
+In ``replay`` mode (the `make run` default) it starts the built-in replay exchange in-process
+on ``ingest.replay.data`` (default: the real Binance sample shipped in ``sample/``), looping at
+the recorded pace, and connects the *production* connectors to it - the same code that runs in
+``paper`` / ``live`` mode against the venues configured in ``ingest.venues``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+from redis.asyncio import Redis
+
+from shared.bus import Publisher, RedisBus, connect_redis
+from shared.config import Settings
+from shared.metrics import ServiceMetrics
+from shared.runtime import on_stop, service_metrics
+from shared.sections.ingest import VenueSettings
+from shared.storage import Database
+
+from services.ingest.book import OrderBook
+from services.ingest.connector import Connector
+from services.ingest.feed import BusSink, SymbolMap
+from services.ingest.recorder import Recorder
+from services.ingest.replay import ReplayServer
+from services.ingest.venues import get
+
+log = logging.getLogger(__name__)
+
+SAMPLE = Path(__file__).parent / "sample"
+
+
+class Ingest:
+    """All of one ingest process: connectors, the replay exchange (replay mode), the recorder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        db: Database | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.db = db
+        self.metrics = metrics
+        self.publisher = Publisher(RedisBus(redis, settings.bus, metrics))
+        self.server: ReplayServer | None = None
+        self.connectors: list[Connector] = []
+        self.recorder: Recorder | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def books(self) -> Iterator[tuple[str, OrderBook]]:
+        for connector in self.connectors:
+            for book in connector.feed.books.values():
+                yield connector.exchange, book
+
+    async def venues(self) -> dict[str, VenueSettings]:
+        """The venues to connect to: the replay exchange's in replay mode, else the enabled ones."""
+        ingest = self.settings.ingest
+        if self.settings.mode != "replay":
+            return {name: v for name, v in ingest.venues.items() if v.enabled and v.symbols}
+        replay = ingest.replay
+        self.server = ReplayServer.from_path(
+            replay.data or SAMPLE, speed=replay.speed, loop=replay.loop, host=replay.host, port=replay.port
+        )
+        await self.server.start()
+        return {name: self.server.venue_settings(name, ingest.venues.get(name)) for name in self.server.sessions}
+
+    async def _markets(self, http: aiohttp.ClientSession, name: str, venue: VenueSettings) -> SymbolMap:
+        adapter = get(name)
+        try:
+            markets, _ = await adapter.fetch_markets(http, venue.base_url_http)
+            return markets
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+            log.warning("%s: market list unavailable (%s); using the one shipped with Tradewind", name, exc)
+            return adapter.shipped_markets()
+
+    async def run(self) -> None:
+        """Run until ``stop()``; everything published is flushed to Redis before returning."""
+        self.publisher.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            venues = await self.venues()
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                for name, venue in venues.items():
+                    markets = await self._markets(http, name, venue)
+                    sink = BusSink(self.publisher, name)
+                    try:
+                        made = get(name).connectors(
+                            venue, self.settings.ingest, sink, markets, http=http, metrics=self.metrics
+                        )
+                    except KeyError as exc:  # a configured symbol the venue does not list
+                        log.error("%s: %s; venue skipped", name, exc.args[0])
+                        continue
+                    self.connectors.extend(made)
+                    log.info("%s: %d symbols on %d connection(s) via %s", name, len(venue.symbols), len(made),
+                             venue.base_url_ws)  # fmt: skip
+                tasks = [asyncio.create_task(c.run(), name=f"connector-{c.name}") for c in self.connectors]
+                if self.db is not None and self.settings.ingest.recorder.enabled:
+                    self.recorder = Recorder(
+                        self.redis, self.db, sorted(venues), self.settings.ingest.recorder, self.settings.bus,
+                        books=self.books, metrics=self.metrics,
+                    )  # fmt: skip
+                    tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
+                tasks.append(asyncio.create_task(self._count_frames(), name="frame-metrics"))
+                await self._stopping.wait()
+                log.info("ingest stopping: closing %d connection(s)", len(self.connectors))
+                for c in self.connectors:
+                    c.stop()
+                if self.recorder is not None:
+                    self.recorder.stop()
+                done, pending = await asyncio.wait(tasks, timeout=10)
+                for t in pending:
+                    t.cancel()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.publisher.close()
+            if self.server is not None:
+                await self.server.stop()
+
+    async def _count_frames(self) -> None:
+        """Frames received per venue, as ``tradewind_messages_in{stream="ws:<exchange>"}``."""
+        seen: dict[str, int] = {}
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            if self.metrics is None:
+                continue
+            for c in self.connectors:
+                n = c.feed.frames - seen.get(c.name, 0)
+                seen[c.name] = c.feed.frames
+                if n:
+                    self.metrics.count_in(f"ws:{c.exchange}", n)
+
+
+async def main(settings: Settings) -> None:
+    if not settings.redis_url:
+        raise SystemExit("ingest: REDIS_URL must be set (`tradewind up` sets it)")
+    metrics = service_metrics(settings)
+    redis = connect_redis(settings.redis_url)
+    db: Database | None = None
+    try:
+        if settings.database_url and settings.ingest.recorder.enabled:
+            db = await Database.connect(settings.database_url.get_secret_value(), settings.storage)
+            await db.migrate()
+        ingest = Ingest(settings, redis, db, metrics)
+        on_stop(ingest.stop)
+        await ingest.run()
+    finally:
+        if db is not None:
+            await db.close()
+        await redis.aclose()
