@@ -51,7 +51,7 @@ class CrashSettings(Section):
     window_s: float = Field(5.0, gt=0, description="price velocity is measured over this window")
     vol_halflife_s: float = Field(120.0, gt=0, description="half-life of the 1-second return variance estimate")
     vol_floor: float = Field(0.0005, gt=0, description="least 1-second volatility assumed (quiet markets)")
-    min_drop: float = Field(0.03, gt=0, lt=1, description="a crash needs the mid down at least this much in the window")
+    min_drop: float = Field(0.02, gt=0, lt=1, description="a crash needs the mid down at least this much in the window")
     z_threshold: float = Field(8.0, gt=0, description="...and that drop this many window-volatilities deep")
     divergence_alone: float = Field(
         0.08, gt=0, lt=1, description="below the other venues' composite by this much is a crash on its own"
@@ -75,7 +75,7 @@ class HedgeSettings(Section):
     enabled: bool = True
     ratio: float = Field(1.0, gt=0, le=1.5, description="hedge size as a share of the exposed spot inventory")
     open_margin_level: float = Field(2.0, gt=1, description="the hedge may not take a margin account below this")
-    slice_notional: float = Field(25_000.0, gt=0, description="largest hedge order; bigger hedges go in slices")
+    slice_notional: float = Field(20_000.0, gt=0, description="largest hedge order; bigger hedges go in slices")
     band: float = Field(0.01, gt=0, lt=0.5, description="IOC limit this far through the touch (no blind market orders)")
     follow_ratio: float = Field(
         0.5, gt=0, le=1, description="a calm venue hedges a crash only if it fell this share of the crash too"
