@@ -49,6 +49,9 @@ class Client:
     sent: int = 0
     position_ns: int = 0  # recorded time reached by this client's replay
     state: dict[str, Any] = field(default_factory=dict)  # venue rules keep their per-client state here
+    # Held while a reply or a recorded frame is sent: a reply that is a book snapshot must reach
+    # the client before every frame the replay passes after it was computed.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ReplayRules:
@@ -237,8 +240,9 @@ class ReplayServer:
     async def _read_client(self, rules: ReplayRules, client: Client, ws: web.WebSocketResponse) -> None:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                for reply in rules.on_client_frame(client, msg.data):
-                    await ws.send_str(reply)
+                async with client.lock:
+                    for reply in rules.on_client_frame(client, msg.data):
+                        await ws.send_str(reply)
             elif msg.type == WSMsgType.ERROR:
                 return
 
@@ -257,16 +261,17 @@ class ReplayServer:
             else:
                 untimed += 1
                 due = untimed / self.plain_rate / speed if speed else 0.0
-            rules.observe(client, record)
-            if record.kind != "frame" or not rules.wants(client, record):
-                continue
             if speed:
                 wait = due - (time.monotonic() - started)
                 if wait > 0.001:
                     await asyncio.sleep(wait)
-            if ws.closed:
-                return
-            await ws.send_str(record.data)
+            async with client.lock:
+                rules.observe(client, record)
+                if record.kind != "frame" or not rules.wants(client, record):
+                    continue
+                if ws.closed:
+                    return
+                await ws.send_str(record.data)
             client.sent += 1
             self.frames_sent[venue] += 1
             if not speed and client.sent % 256 == 0:

@@ -56,6 +56,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://fapi.binance.com",
             symbols=["BTC/USDT"],
         ),
+        "coinbase": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://ws-feed.exchange.coinbase.com",
+            base_url_http="https://api.exchange.coinbase.com",
+            symbols=["BTC/USD", "ETH/USD"],
+        ),
     }
 
 

@@ -17,6 +17,7 @@ NAMES = MappingProxyType(
         "binance": "services.ingest.venues.binance:BINANCE_VENUE",
         "binance_us": "services.ingest.venues.binance:BINANCE_US_VENUE",
         "binance_futures": "services.ingest.venues.binance:BINANCE_FUTURES_VENUE",
+        "coinbase": "services.ingest.venues.coinbase:COINBASE_VENUE",
     }
 )
 

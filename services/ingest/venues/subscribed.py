@@ -84,7 +84,11 @@ class SubscribeVenue(Venue):
         markets = markets or self.shipped_markets()
         unified = [markets.unified(s) or s for s in found]
         return base.model_copy(
-            update={"symbols": [u for u in unified if "/" in u], "trades": "trades" in channels, "book": "book" in channels}
+            update={
+                "symbols": [u for u in unified if "/" in u],
+                "trades": "trades" in channels,
+                "book": "book" in channels,
+            }
         )
 
     def replay_rules(self, sessions: Sequence[Session]) -> ReplayRules:
@@ -116,8 +120,17 @@ class ResyncFeed(Feed):
         book = self.books.get(symbol)
         return book if book is not None and book.seq >= 0 else None
 
-    def publish_snapshot(self, venue_symbol: str, symbol: str, bids: Levels, asks: Levels, seq: int, ts: int,
-                         recv_ts: int, text: tuple[Sequence[TextLevel], Sequence[TextLevel]] | None = None) -> OrderBook:  # fmt: skip
+    def publish_snapshot(
+        self,
+        venue_symbol: str,
+        symbol: str,
+        bids: Levels,
+        asks: Levels,
+        seq: int,
+        ts: int,
+        recv_ts: int,
+        text: tuple[Sequence[TextLevel], Sequence[TextLevel]] | None = None,
+    ) -> OrderBook:
         """Replace the book and publish it (a snapshot after a gap also publishes ``resynced``)."""
         book = self.book_of(symbol)
         if text is not None:
@@ -230,3 +243,13 @@ class SubscribeReplay(ReplayRules):
                 book.apply_text(bids, asks, book.seq + 1)
             except ValueError:
                 return
+
+
+def iso_ns(text: str) -> int:
+    """``2021-04-17T16:43:37.075687Z`` (any number of fraction digits) -> ns since the epoch, UTC."""
+    from datetime import datetime
+
+    head, _, frac = text.rstrip("Z").partition(".")
+    digits = "".join(c for c in frac if c.isdigit())[:9]
+    seconds = int(datetime.fromisoformat(head + "+00:00").timestamp())
+    return seconds * 1_000_000_000 + int((digits + "000000000")[:9])

@@ -1,0 +1,128 @@
+"""Coinbase Exchange: trades (``matches``) and L2 books (``level2_batch``) over one connection.
+
+Sequence rules. Every ``match`` carries the product's ``sequence``: one not above the last seen
+is a replay of a trade already published, and is dropped. L2 messages carry no sequence, so a
+book is trusted from its ``snapshot`` on, and any l2update the feed cannot apply (unreadable,
+or for a book with no snapshot yet after a gap) means a lost delta: ``md:status`` gap, the book
+dropped, and a resubscription (unsubscribe + subscribe), which makes Coinbase send a new
+snapshot; ``md:status`` resynced when it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import msgspec
+
+from services.ingest.connector import Connector, chunked
+from services.ingest.venues.coinbase.config import (
+    BOOK_CHANNEL,
+    HEARTBEAT_CHANNEL,
+    MAX_PRODUCTS_PER_SUBSCRIBE,
+    TRADE_CHANNEL,
+)
+from services.ingest.venues.coinbase.schemas import L2Update, LastMatch, Match, Snapshot, decoder
+from services.ingest.venues.subscribed import ResyncFeed, iso_ns
+
+_IGNORED = frozenset({"subscriptions", "ticker", "heartbeat", "status", "last_match"})
+
+
+class CoinbaseFeed(ResyncFeed):
+    """Frames of one Coinbase Exchange connection -> trades and books."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._last_sequence: dict[str, int] = {}
+        self._updates: dict[str, int] = {}  # book messages per product since its snapshot (the published seq)
+
+    def handle(self, frame: str | bytes, recv_ts: int) -> None:
+        try:
+            msg = decoder.decode(frame)
+        except msgspec.DecodeError as exc:
+            self._other(frame, recv_ts, str(exc))
+            return
+        kind = type(msg)
+        if kind is L2Update:
+            self._update(msg, recv_ts)  # type: ignore[arg-type]
+        elif kind is Match:
+            self._match(msg, recv_ts, frame)  # type: ignore[arg-type]
+        elif kind is Snapshot:
+            symbol = self.unified(msg.product_id, frame)
+            self._updates[msg.product_id] = 0
+            ts = iso_ns(msg.time) if msg.time else recv_ts  # type: ignore[union-attr]
+            self.publish_snapshot(msg.product_id, symbol, msg.bids, msg.asks, 0, ts, recv_ts)  # type: ignore[union-attr]
+        elif kind is LastMatch:
+            self.ignored["last_match"] += 1
+
+    def _update(self, msg: L2Update, recv_ts: int) -> None:
+        symbol = self._unified.get(msg.product_id) or self.unified(msg.product_id, "")
+        book = self.live(symbol)
+        if book is None:
+            self.ignored["l2update before snapshot"] += 1
+            return
+        bids = [(p, a) for side, p, a in msg.changes if side == "buy"]
+        asks = [(p, a) for side, p, a in msg.changes if side == "sell"]
+        seq = self._updates[msg.product_id] = self._updates.get(msg.product_id, 0) + 1
+        ts = iso_ns(msg.time) if msg.time else recv_ts
+        book.apply(bids, asks, seq, ts)
+        self.publish_delta(book, bids, asks, seq, ts, recv_ts)
+
+    def _match(self, msg: Match, recv_ts: int, frame: str | bytes) -> None:
+        last = self._last_sequence.get(msg.product_id, -1)
+        if msg.sequence <= last:
+            self.ignored["match already published"] += 1
+            return
+        self._last_sequence[msg.product_id] = msg.sequence
+        if not (msg.price > 0 and msg.size > 0):
+            self.errors("invalid match", frame, "price and size must be positive numbers")
+            return
+        self.sink.trade(msg.to_trade(self.exchange, self.unified(msg.product_id, frame), recv_ts))
+
+    def _other(self, frame: str | bytes, recv_ts: int, why: str) -> None:
+        try:
+            obj = msgspec.json.decode(frame)
+        except msgspec.DecodeError as exc:
+            self.errors("not JSON", frame, str(exc))
+            return
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        if kind in _IGNORED:
+            self.ignored[kind] += 1
+        elif kind == "error":
+            self.errors("venue error", frame)
+        elif kind in ("l2update", "snapshot", "match"):
+            self.errors(f"invalid {kind}", frame, why)
+            product = obj.get("product_id")
+            known = kind == "l2update" and isinstance(product, str) and product in self._unified
+            if known and self.live(self._unified[product]) is not None:  # a delta we cannot apply is lost
+                self.lost(product, f"unreadable l2update ({why})", recv_ts)
+        else:
+            self.errors("unrecognized", frame, why)
+
+
+class CoinbaseConnector(Connector):
+    """One connection: subscribe frames of at most ``MAX_PRODUCTS_PER_SUBSCRIBE`` products."""
+
+    def ws_url(self) -> str:
+        return self.venue.base_url_ws
+
+    def _channels(self) -> list[str]:
+        channels = [HEARTBEAT_CHANNEL]
+        if self.venue.book:
+            channels.append(BOOK_CHANNEL)
+        if self.venue.trades:
+            channels.append(TRADE_CHANNEL)
+        return channels
+
+    def subscribe_frames(self) -> Sequence[str]:
+        products = [self.feed.symbols.venue(s, self.exchange) for s in self.venue.symbols]
+        return [
+            json.dumps({"type": "subscribe", "product_ids": chunk, "channels": self._channels()})
+            for chunk in chunked(products, MAX_PRODUCTS_PER_SUBSCRIBE)
+        ]
+
+    def resync_frames(self, venue_symbol: str) -> Sequence[str]:
+        return [
+            json.dumps({"type": kind, "product_ids": [venue_symbol], "channels": [BOOK_CHANNEL]})
+            for kind in ("unsubscribe", "subscribe")
+        ]
