@@ -98,7 +98,17 @@ class ExecutorSettings(Section):
     initial_balances: dict[str, dict[str, float]] = Field(
         default_factory=lambda: {
             ex: {"USDT": 10_000.0, "BTC": 0.5, "ETH": 5.0, "EUR": 10_000.0, "USD": 10_000.0}
-            for ex in ("binance", "binance_us", "coinbase", "kraken", "okx", "bybit", "bitstamp", "bitfinex")
+            for ex in (
+                "binance",
+                "binance_us",
+                "binance_futures",
+                "coinbase",
+                "kraken",
+                "okx",
+                "bybit",
+                "bitstamp",
+                "bitfinex",
+            )
         },
         description="paper balances per venue and asset, deposited on first start",
     )
@@ -111,13 +121,23 @@ class ExecutorSettings(Section):
         None, description="run the baseline momentum strategy; default: on in replay mode, off otherwise"
     )
     strategy_notional: float = Field(50.0, gt=0, description="quote value of each baseline order")
-    strategy_lookback: int = Field(20, ge=2, description="book updates the momentum signal looks back")
-    strategy_threshold_bps: float = Field(2.0, ge=0, description="mid move (bps) that triggers an order")
-    strategy_cooldown_s: float = Field(2.0, ge=0, description="least time between two orders per symbol")
+    strategy_lookback: int = Field(10, ge=2, description="book updates the momentum signal looks back")
+    strategy_threshold_bps: float = Field(1.0, ge=0, description="mid move (bps) that triggers an order")
+    strategy_cooldown_s: float = Field(1.0, ge=0, description="least time between two orders per symbol")
     reconcile_book_wait_s: float = Field(
         5.0, ge=0, description="after a restart, wait this long for books before resubmitting unsent paper orders"
     )
     market_data_group: str = Field("executor-md", description="consumer group on md:book:* / md:trades:*")
     market_data_venues: list[str] = Field(
-        default_factory=lambda: ["binance", "coinbase", "kraken", "okx", "bybit", "bitstamp", "bitfinex"],
+        default_factory=lambda: [
+            "binance",
+            "binance_us",
+            "binance_futures",
+            "coinbase",
+            "kraken",
+            "okx",
+            "bybit",
+            "bitstamp",
+            "bitfinex",
+        ],
     )

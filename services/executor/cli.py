@@ -1,0 +1,210 @@
+"""`tradewind status`: balances, positions, open orders, PnL, risk state and policy version.
+
+It reads only PostgreSQL, so it works while the stack runs and after it has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import warnings
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import click
+
+from shared.config import ConfigError, load_settings
+
+OPEN = ("new", "submitted", "accepted", "partially_filled")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(int(value)) if value == value.to_integral() else str(value.normalize())
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+async def collect(dsn: str) -> dict[str, Any]:
+    """Everything `status` shows, as plain data (decimals as exact strings)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await _collect(conn)
+    finally:
+        await conn.close()
+
+
+async def _rows(conn: asyncpg.Connection, sql: str) -> list[dict[str, Any]]:
+    try:
+        return [{k: _plain(v) for k, v in r.items()} for r in await conn.fetch(sql)]
+    except asyncpg.UndefinedTableError:
+        return []
+
+
+async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
+    marks = {
+        (r["exchange"], r["symbol"]): r["price"]
+        for r in await conn.fetch(
+            "SELECT DISTINCT ON (exchange, symbol) exchange, symbol, price FROM fills"
+            " ORDER BY exchange, symbol, ts DESC"
+        )
+    }
+    positions = []
+    unrealized: dict[str, Decimal] = {}
+    realized: dict[str, Decimal] = {}
+    for r in await conn.fetch("SELECT * FROM positions ORDER BY exchange, symbol, margin_mode"):
+        mark = marks.get((r["exchange"], r["symbol"]))
+        upnl = (mark - r["entry_price"]) * r["amount"] if mark is not None and r["amount"] else Decimal(0)
+        quote = r["symbol"].partition("/")[2]
+        key = f"{r['exchange']}:{quote}"
+        unrealized[key] = unrealized.get(key, Decimal(0)) + upnl
+        realized[key] = realized.get(key, Decimal(0)) + r["realized_pnl"]
+        positions.append(
+            {
+                "exchange": r["exchange"],
+                "symbol": r["symbol"],
+                "margin_mode": r["margin_mode"],
+                "amount": _plain(r["amount"]),
+                "entry_price": _plain(r["entry_price"]),
+                "mark": _plain(mark),
+                "unrealized_pnl": _plain(upnl),
+                "realized_pnl": _plain(r["realized_pnl"]),
+                "borrowed": _plain(r["borrowed"]),
+                "interest": _plain(r["interest"]),
+                "liquidation_price": _plain(r["liquidation_price"]),
+            }
+        )
+    balances = await _rows(
+        conn,
+        "SELECT exchange, wallet, asset, free, locked, borrowed, interest FROM balances"
+        " WHERE free <> 0 OR locked <> 0 OR borrowed <> 0 OR interest <> 0"
+        " ORDER BY exchange, wallet, asset",
+    )
+    open_orders = await _rows(
+        conn,
+        "SELECT client_order_id, exchange, symbol, side, order_type, amount, price,"
+        " filled, status, strategy FROM orders WHERE status IN"
+        f" {OPEN!r} ORDER BY created_at",
+    )
+    counts = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills"
+    )
+    by_status = {r["status"]: r["n"] for r in await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY 1")}
+    halt = await _rows(
+        conn,
+        "SELECT kind, ts, exchange, detail FROM risk_events WHERE kind IN ('halt', 'resume') ORDER BY ts DESC LIMIT 1",
+    )
+    recent = await conn.fetchval("SELECT count(*) FROM risk_events WHERE ts > now() - interval '1 hour'")
+    policy = await _rows(
+        conn,
+        "SELECT id, algo, exchange, symbol, checkpoint_uri, promoted_at FROM policies"
+        " WHERE promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1",
+    )
+    return {
+        "balances": balances,
+        "positions": positions,
+        "open_orders": open_orders,
+        "pnl": {
+            "realized": {k: _plain(v) for k, v in sorted(realized.items())},
+            "unrealized": {k: _plain(v) for k, v in sorted(unrealized.items())},
+        },
+        "orders": counts["orders"],
+        "fills": counts["fills"],
+        "orders_by_status": by_status,
+        "risk": {
+            "halted": bool(halt and halt[0]["kind"] == "halt"),
+            "last_switch": halt[0] if halt else None,
+            "events_last_hour": recent,
+        },
+        "policy": policy[0] if policy else None,
+    }
+
+
+def render(status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+
+    def table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        t = Table(title=title, title_justify="left")
+        for c in columns:
+            t.add_column(c, justify="right" if c not in ("exchange", "symbol", "asset", "wallet", "side") else "left")
+        for r in rows:
+            t.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        console.print(t)
+
+    table("Balances", status["balances"], ["exchange", "wallet", "asset", "free", "locked", "borrowed", "interest"])
+    table(
+        "Positions",
+        status["positions"],
+        [
+            "exchange",
+            "symbol",
+            "margin_mode",
+            "amount",
+            "entry_price",
+            "mark",
+            "unrealized_pnl",
+            "realized_pnl",
+            "borrowed",
+            "interest",
+            "liquidation_price",
+        ],
+    )
+    table(
+        "Open orders",
+        status["open_orders"],
+        ["client_order_id", "exchange", "symbol", "side", "order_type", "amount", "price", "filled", "status"],
+    )
+    pnl = status["pnl"]
+    console.print(f"PnL realized {pnl['realized'] or '-'}  unrealized {pnl['unrealized'] or '-'}")
+    console.print(f"orders {status['orders']} {status['orders_by_status']}  fills {status['fills']}")
+    risk = status["risk"]
+    console.print(
+        f"risk: {'HALTED' if risk['halted'] else 'trading'}; {risk['events_last_hour']} events in the last hour"
+    )
+    policy = status["policy"]
+    console.print(f"policy: {policy['id'] + ' (' + policy['algo'] + ')' if policy else 'none promoted'}")
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
+def status(as_json: bool) -> None:
+    """Balances, positions (incl. margin), open orders, PnL, order/fill totals, risk state, policy version."""
+    from shared.stack import running_url
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"tradewind: {exc}", err=True)
+        sys.exit(2)
+    dsn = running_url(settings, "database")
+    stopped_stack = None
+    if not dsn:
+        # The stack has stopped: start its embedded PostgreSQL just long enough to read it.
+        from shared.embedded import EmbeddedPostgres
+
+        data_dir = settings.var_dir / "postgres"
+        if not (data_dir / "PG_VERSION").exists():
+            raise click.ClickException(
+                f"no DATABASE_URL set, no running `tradewind up` and no embedded database in {data_dir}"
+            )
+        stopped_stack = EmbeddedPostgres(data_dir)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+            dsn = stopped_stack.start()
+    try:
+        data = asyncio.run(collect(dsn))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise click.ClickException(f"cannot read PostgreSQL: {exc}") from None
+    finally:
+        if stopped_stack is not None:
+            stopped_stack.stop()
+    if as_json:
+        click.echo(json.dumps(data))
+    else:
+        render(data)
