@@ -129,7 +129,7 @@ class VenueBook:
     positions: dict[str, float] = field(default_factory=dict)  # base asset -> signed amount
     marks: dict[str, float] = field(default_factory=dict)  # base asset -> price in quote
     free: dict[str, float] = field(default_factory=dict)  # asset -> free amount
-    open_orders: set[str] = field(default_factory=set)  # client order ids resting
+    open_orders: dict[str, tuple[str, str]] = field(default_factory=dict)  # resting: client order id -> symbol, side
     margin_level: float | None = None  # of the venue's margin account, when it has debt
     halted: str = ""  # reason, "" when trading
     buys_blocked: str = ""
@@ -173,9 +173,9 @@ class PreTradeGuard:
         """Track resting orders and, from fills, positions (spot and margin net)."""
         book = self.venue(event.exchange)
         if event.status in ("accepted", "partially_filled"):
-            book.open_orders.add(event.client_order_id)
+            book.open_orders[event.client_order_id] = (event.symbol, event.side)
         else:
-            book.open_orders.discard(event.client_order_id)
+            book.open_orders.pop(event.client_order_id, None)
         if event.fills:
             base, quote = split_symbol(event.symbol)
             sign = 1.0 if event.side == "buy" else -1.0
@@ -187,8 +187,11 @@ class PreTradeGuard:
             if quote in book.free:
                 book.free[quote] -= sign * value
 
-    def on_control(self, control: RiskControl, now_ns: int) -> None:
-        """Apply a ``risk:control`` message; every message, not only heartbeats, proves risk alive."""
+    def on_control(self, control: RiskControl, now_ns: int) -> list[OrderIntent]:
+        """Apply a ``risk:control`` message; return the cancels a halt calls for (our resting orders there).
+
+        Every message, not only heartbeats, proves the risk service alive.
+        """
         self.last_heartbeat_ns = max(self.last_heartbeat_ns, now_ns)
         reason = control.reason or control.action
         if control.action == "halt":
@@ -196,6 +199,7 @@ class PreTradeGuard:
                 self.halted = reason
             else:
                 self.venue(control.exchange).halted = reason
+            return self.cancels(control.exchange, now_ns)
         elif control.action == "resume":
             if control.exchange is None:
                 self.halted = ""
@@ -205,6 +209,16 @@ class PreTradeGuard:
                 self.venue(control.exchange).halted = ""
         elif control.action == "set_limit" and control.exchange is not None and _BLOCK_BUYS in control.limits:
             self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
+        return []
+
+    def cancels(self, exchange: str | None, now_ns: int) -> list[OrderIntent]:
+        """Cancel intents for every order resting on ``exchange`` (``None``: on every venue)."""
+        return [
+            OrderIntent(cid, venue, symbol, side, "limit", 0.0, now_ns, strategy="risk-halt", cancel=True)  # type: ignore[arg-type]
+            for venue, book in self.venues.items()
+            if exchange is None or venue == exchange
+            for cid, (symbol, side) in book.open_orders.items()
+        ]
 
     def heartbeat_lost(self, now_ns: int) -> bool:
         return now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns

@@ -12,6 +12,7 @@ RISK_CONTROL = "risk:control"
 POLICY_UPDATES = "policy:updates"
 
 DEAD_LETTER_PREFIX = "dlq:"
+RISK_STATE = "tw:risk:state"  # string: the risk service's latest state as JSON (`tradewind status`)
 STATS_KEY = "tw:stats"  # hash: "<stream>:entries" / "<stream>:msgs" written by shared.bus publishers
 
 

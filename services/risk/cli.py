@@ -1,0 +1,248 @@
+"""Risk commands: `tradewind halt` / `resume` (the kill switch), `tradewind risk simulate|state`."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from shared.config import ConfigError, Settings, load_settings
+from shared.schemas import RiskControl, RiskEvent, streams
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        click.echo(f"tradewind: {exc}", err=True)
+        sys.exit(2)
+
+
+def _redis_url(settings: Settings) -> str:
+    from shared.stack import running_url
+
+    url = running_url(settings, "redis")
+    if not url:
+        raise click.ClickException(
+            f"no REDIS_URL set and no running `tradewind up` found ({settings.var_dir}/run/redis.url)"
+        )
+    return url
+
+
+async def send_control(settings: Settings, redis_url: str, database_url: str | None, control: RiskControl) -> None:
+    """Publish ``control`` on risk:control and record it as a risk event (stream, and table if reachable)."""
+    from services.risk.record import Recorder
+    from shared.bus import RedisBus, connect_redis
+    from shared.storage import Database
+
+    event = RiskEvent(
+        control.action,
+        control.ts,
+        "critical" if control.action == "halt" else "info",
+        control.exchange,
+        None,
+        {"reason": control.reason, "issued_by": control.issued_by},
+    )
+    redis = connect_redis(redis_url)
+    db = await Database.connect(database_url, settings.storage) if database_url else None
+    try:
+        await Recorder(RedisBus(redis, settings.bus), db).emit([event], [control])
+    finally:
+        if db is not None:
+            await db.close()
+        await redis.aclose()
+
+
+def _kill_switch(action: str, reason: str, exchange: str | None) -> None:
+    from shared.stack import running_url
+
+    settings = _settings()
+    url = _redis_url(settings)
+    control = RiskControl(
+        action,  # type: ignore[arg-type]
+        time.time_ns(),
+        reason=reason,
+        exchange=exchange,
+        issued_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
+    )
+    try:
+        asyncio.run(send_control(settings, url, running_url(settings, "database"), control))
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
+    click.echo(json.dumps({"action": action, "exchange": exchange, "reason": reason, "ts": control.ts}))
+
+
+@click.command()
+@click.option("--reason", default="manual halt", show_default=True, help="why; recorded with the event")
+@click.option("--exchange", default=None, metavar="EX", help="halt only this venue (default: every venue)")
+def halt(reason: str, exchange: str | None) -> None:
+    """Kill switch: stop new orders now (every venue, or one) and cancel resting ones; prints JSON."""
+    _kill_switch("halt", reason, exchange)
+
+
+@click.command()
+@click.option("--reason", default="manual resume", show_default=True)
+@click.option("--exchange", default=None, metavar="EX", help="resume only this venue (default: every venue)")
+def resume(reason: str, exchange: str | None) -> None:
+    """Lift a halt (every venue, or one); prints JSON."""
+    _kill_switch("resume", reason, exchange)
+
+
+@click.group(invoke_without_command=True)
+@click.pass_context
+def risk(ctx: click.Context) -> None:
+    """Run the risk service (no subcommand), or a risk tool: crash simulation, live risk state."""
+    if ctx.invoked_subcommand is None:
+        from services.risk.service import main
+        from shared.runtime import run_service
+
+        sys.exit(run_service("risk", main))
+
+
+@risk.command()
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="normalized JSON lines (`tradewind normalize` output), .gz allowed",
+)
+@click.option(
+    "--crash",
+    "depth",
+    type=click.FloatRange(0, 0.99),
+    default=0.3,
+    show_default=True,
+    help="price fall as a fraction (0: inject none)",
+)
+@click.option("--crash-seconds", type=click.FloatRange(min=0.01), default=5.0, show_default=True)
+@click.option("--recover-seconds", type=click.FloatRange(min=0.01), default=60.0, show_default=True)
+@click.option(
+    "--crash-at",
+    type=click.FloatRange(min=0),
+    default=120.0,
+    show_default=True,
+    help="seconds after the venue's first message",
+)
+@click.option("--venue", default=None, help="venue that holds the inventory and crashes (default: the first)")
+@click.option("--symbol", default=None, help="market (default: the venue's first)")
+@click.option(
+    "--margin-venue",
+    "margin_venues",
+    multiple=True,
+    help="venues with a margin account for hedging (default: the crashing venue)",
+)
+@click.option(
+    "--initial-value",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="portfolio value in quote (default: risk.simulation.initial_value)",
+)
+@click.option(
+    "--base-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="share held as spot base (default: risk.simulation.base_fraction, 0.5)",
+)
+@click.option("--no-hedge", is_flag=True, help="detect only; do not hedge")
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
+def simulate(
+    data: Path,
+    depth: float,
+    crash_seconds: float,
+    recover_seconds: float,
+    crash_at: float,
+    venue: str | None,
+    symbol: str | None,
+    margin_venues: tuple[str, ...],
+    initial_value: float | None,
+    base_fraction: float | None,
+    no_hedge: bool,
+    as_json: bool,
+) -> None:
+    """Replay recorded data with an injected flash crash through the detector and hedger."""
+    from services.risk.replay import DataError
+    from services.risk.simulate import SimConfig
+    from services.risk.simulate import simulate as run_simulation
+
+    settings = _settings()
+    sim = settings.risk.simulation.model_copy(
+        update={
+            k: v for k, v in {"initial_value": initial_value, "base_fraction": base_fraction}.items() if v is not None
+        }
+    )
+    risk_settings = settings.risk.model_copy(update={"simulation": sim})
+    config = SimConfig(depth, crash_seconds, recover_seconds, crash_at, venue, symbol, not no_hedge, margin_venues)
+    try:
+        report = run_simulation(data, risk_settings, config)
+    except (DataError, StopIteration) as exc:
+        raise click.ClickException(str(exc) or f"{data}: venue {venue!r} / symbol {symbol!r} not in the data") from None
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for key in (
+        "venue",
+        "symbol",
+        "crash_depth",
+        "hedge",
+        "max_drawdown",
+        "final_pnl",
+        "detect_latency_ms",
+        "detection_latency_ms",
+        "hedge_size",
+        "hedge_notional",
+        "interest_paid",
+        "fees_paid",
+        "liquidations",
+        "false_alarms",
+        "hedge_left",
+    ):
+        click.echo(f"{key:22} {_fmt(report[key])}")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@risk.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def state(as_json: bool) -> None:
+    """The running risk service's state: halts, crashes, hedges, exposure, PnL, margin levels."""
+    from shared.bus import connect_redis
+
+    settings = _settings()
+    url = _redis_url(settings)
+
+    async def read() -> bytes | str | None:
+        redis = connect_redis(url)
+        try:
+            return await redis.get(streams.RISK_STATE)
+        finally:
+            await redis.aclose()
+
+    raw = asyncio.run(read())
+    if raw is None:
+        raise click.ClickException("the risk service has not published its state (is it running?)")
+    doc = json.loads(raw)
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    click.echo(
+        f"halted: {doc['halted'] or 'no'}   equity: {doc['equity']:.2f}   drawdown: "
+        f"{doc['drawdown_intraday']:.2%} today, {doc['drawdown_total']:.2%} total"
+    )
+    click.echo(f"crashes: {doc['crashes'] or 'none'}   hedges: {doc['hedges'] or 'none'}")
+    for venue, v in doc["venues"].items():
+        level = f"{v['margin_level']:.2f}" if v["margin_level"] else "-"
+        click.echo(
+            f"  {venue:16} equity {v['equity']:>12.2f}  gross {v['gross_exposure']:>10.2f}"
+            f"  net {v['net_exposure']:>10.2f}  rPnL {v['realized_pnl']:>9.2f}"
+            f"  uPnL {v['unrealized_pnl']:>9.2f}  margin {level:>5}  {v['halted'] or ''}"
+        )

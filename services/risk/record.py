@@ -1,0 +1,42 @@
+"""Where risk decisions go: ``risk:events`` and ``risk_events`` for events, ``risk:control`` for controls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+from shared.bus import RedisBus
+from shared.schemas import RiskControl, RiskEvent, streams
+from shared.storage import Database
+from shared.storage.writer import ns_to_datetime
+
+log = logging.getLogger(__name__)
+
+INSERT = "INSERT INTO risk_events (ts, kind, severity, exchange, symbol, detail) VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+
+
+async def store_events(db: Database, events: Sequence[RiskEvent]) -> None:
+    """Insert events into ``risk_events`` (one round trip)."""
+    rows = [(ns_to_datetime(e.ts), e.kind, e.severity, e.exchange, e.symbol, json.dumps(e.detail)) for e in events]
+    async with db.pool.acquire() as conn:
+        await conn.executemany(INSERT, rows)
+
+
+class Recorder:
+    """Publish events and controls, and keep every event in PostgreSQL when one is configured."""
+
+    def __init__(self, bus: RedisBus, db: Database | None) -> None:
+        self.bus = bus
+        self.db = db
+
+    async def emit(self, events: Sequence[RiskEvent] = (), controls: Sequence[RiskControl] = ()) -> None:
+        entries: list[tuple[str, RiskEvent | RiskControl]] = [(streams.RISK_CONTROL, c) for c in controls]
+        entries += [(streams.RISK_EVENTS, e) for e in events]
+        if entries:
+            await self.bus.publish_many(entries)
+        if events and self.db is not None:
+            await store_events(self.db, events)
+        for e in events:
+            if e.kind != "heartbeat":
+                log.info("risk event %s %s/%s %s", e.kind, e.exchange or "*", e.symbol or "*", e.detail)

@@ -1,0 +1,266 @@
+"""The risk service: watches market data and our orders; halts, hedges and records.
+
+Consumes ``md:book:*``, ``md:trades:*`` and ``md:status`` (new entries only) and
+``orders:intents`` / ``orders:events`` (from the start, to rebuild the portfolio). Every
+``heartbeat_s`` it publishes a heartbeat on ``risk:control`` (executors halt when it stops),
+halts venues whose feed is stale or resyncing and resumes them when data flows again, halts
+everything on an intraday or total drawdown breach (a human resumes), buys back shorts whose
+margin level falls under ``margin_floor``, runs the crash detector and hedger, and writes its
+state to ``tw:risk:state`` for `tradewind status` / `tradewind risk state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from services.risk.crash import CrashDetector
+from services.risk.hedge import Actions, Hedger, margin_reduce_amount
+from services.risk.portfolio import Portfolio
+from services.risk.record import Recorder
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
+from shared.config import Settings
+from shared.runtime import on_stop, service_metrics
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Status, Trade, streams
+from shared.storage import Database
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+HALT_FEED_STATES = frozenset({"stale", "gap", "disconnected", "error"})
+RESUME_FEED_STATES = frozenset({"connected", "resynced"})
+
+
+class RiskService:
+    """The decisions, separate from the plumbing: every handler returns what to publish."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], int] = time.time_ns) -> None:
+        self.risk = settings.risk
+        self.clock = clock
+        balances = settings.executor.initial_balances if settings.mode != "live" else {}
+        self.portfolio = Portfolio.from_balances(balances)
+        self.detector = CrashDetector(self.risk.crash)
+        self.hedger = Hedger(self.risk.hedge, self.detector, self.portfolio)
+        self.last_data: dict[str, int] = {}  # venue -> wall-clock ns of its last message
+        self.venue_halts: dict[str, str] = {}  # venue -> why this service halted it
+        self.drawdown_halt = ""
+        self.margin_cooldown: dict[str, int] = {}
+
+    # ---- market data --------------------------------------------------------------------------
+
+    def on_market(self, messages: list[Any]) -> Actions:
+        out = Actions()
+        now = self.clock()
+        for msg in messages:
+            if isinstance(msg, Status):
+                out.extend(self._on_status(msg, now))
+                continue
+            if not isinstance(msg, (BookUpdate, Trade)):
+                continue
+            self.last_data[msg.exchange] = now
+            if self.venue_halts.get(msg.exchange, "").startswith("stale"):
+                out.extend(self._resume_venue(msg.exchange, now, "market data flowing again"))
+            t = self.detector.on_book(msg) if isinstance(msg, BookUpdate) else self.detector.on_trade(msg)
+            m = self.detector.market(msg.exchange, msg.symbol)
+            if m.price:
+                self.portfolio.on_mid(msg.symbol, m.price)
+            out.extend(
+                self.hedger.on_transition(t) if t else self.hedger.on_tick(msg.exchange, msg.symbol, msg.recv_ts)
+            )
+        return out
+
+    def _on_status(self, status: Status, now: int) -> Actions:
+        if status.state in HALT_FEED_STATES and status.exchange not in self.venue_halts:
+            return self._halt_venue(status.exchange, now, f"feed {status.state}", status.detail)
+        if status.state in RESUME_FEED_STATES and self.venue_halts.get(status.exchange, "").startswith("feed"):
+            return self._resume_venue(status.exchange, now, f"feed {status.state}")
+        return Actions()
+
+    def _halt_venue(self, venue: str, now: int, reason: str, detail: str = "") -> Actions:
+        self.venue_halts[venue] = reason
+        return Actions(
+            controls=[RiskControl("halt", now, reason=reason, exchange=venue, issued_by="risk")],
+            events=[RiskEvent("halt", now, "warning", venue, None, {"reason": reason, "detail": detail})],
+        )
+
+    def _resume_venue(self, venue: str, now: int, why: str) -> Actions:
+        reason = self.venue_halts.pop(venue)
+        return Actions(
+            controls=[RiskControl("resume", now, reason=why, exchange=venue, issued_by="risk")],
+            events=[RiskEvent("resume", now, "info", venue, None, {"reason": why, "halted_for": reason})],
+        )
+
+    # ---- orders -------------------------------------------------------------------------------
+
+    def on_orders(self, messages: list[Any]) -> None:
+        for msg in messages:
+            if isinstance(msg, OrderIntent):
+                self.portfolio.on_intent(msg)
+            elif isinstance(msg, OrderEvent):
+                self.portfolio.on_order_event(msg)
+                self.hedger.on_order_event(msg)
+
+    # ---- the periodic checks ---------------------------------------------------------------------
+
+    def tick(self) -> Actions:
+        """Heartbeat, stale feeds, drawdown, margin levels."""
+        now = self.clock()
+        out = Actions(controls=[RiskControl("heartbeat", now, issued_by="risk")])
+        stale_ns = int(self.risk.stale_after_s * NS)
+        for venue, last in self.last_data.items():
+            if now - last > stale_ns and venue not in self.venue_halts:
+                out.extend(self._halt_venue(venue, now, "stale market data", f"silent {(now - last) / NS:.1f}s"))
+        equity, intraday, total = self.portfolio.drawdowns(now)
+        if not self.drawdown_halt and (intraday >= self.risk.drawdown_intraday or total >= self.risk.drawdown_total):
+            which = "intraday" if intraday >= self.risk.drawdown_intraday else "total"
+            self.drawdown_halt = f"{which} drawdown"
+            detail = {"equity": equity, "intraday": intraday, "total": total}
+            out.controls.append(RiskControl("halt", now, reason=self.drawdown_halt, issued_by="risk"))
+            out.events.append(RiskEvent("drawdown_halt", now, "critical", detail=detail))  # type: ignore[arg-type]
+        for venue in self.portfolio.margin_venues():
+            out.extend(self._margin_safety(venue, now))
+        return out
+
+    def _margin_safety(self, venue: str, now: int) -> Actions:
+        level = self.portfolio.margin_level(venue)
+        if level is None or level >= self.risk.margin_floor or now < self.margin_cooldown.get(venue, 0):
+            return Actions()
+        self.margin_cooldown[venue] = now + 5 * NS
+        out = Actions(events=[RiskEvent("margin_low", now, "critical", venue, None, {"level": level})])
+        acc = self.portfolio.margin[venue]
+        for asset, debt in acc.debt.items():
+            market = next(
+                (m for (v, _), m in self.detector.markets.items() if v == venue and m.key.startswith(asset + "/")), None
+            )
+            if market is None or not market.ask or debt <= 0:
+                continue
+            qty = margin_reduce_amount(acc.quote, debt, market.ask, self.risk.margin_target)
+            if qty > 0:
+                out.intents.append(
+                    OrderIntent(
+                        f"risk-margin-{venue}-{now}",
+                        venue,
+                        market.symbol,
+                        "buy",
+                        "ioc",
+                        qty,
+                        now,
+                        price=market.ask * (1 + self.risk.hedge.band),
+                        strategy="risk-margin",
+                        margin_mode="cross",
+                        reduce_only=True,
+                    )
+                )
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """What `tradewind status` shows of risk."""
+        now = self.clock()
+        equity, intraday, total = self.portfolio.drawdowns(now)
+        venues = {}
+        for venue in sorted(set(self.portfolio.balances) | set(self.portfolio.margin) | set(self.last_data)):
+            gross, net = self.portfolio.exposure(venue)
+            value, unpriced = self.portfolio.venue_equity(venue)
+            venues[venue] = {
+                "equity": value,
+                "gross_exposure": gross,
+                "net_exposure": net,
+                "realized_pnl": self.portfolio.realized.get(venue, 0.0),
+                "unrealized_pnl": self.portfolio.unrealized(venue),
+                "margin_level": self.portfolio.margin_level(venue),
+                "halted": self.venue_halts.get(venue, ""),
+                "data_age_s": (now - self.last_data[venue]) / NS if venue in self.last_data else None,
+                "unpriced": unpriced,
+            }
+        return {
+            "ts": now,
+            "halted": self.drawdown_halt,
+            "equity": equity,
+            "drawdown_intraday": intraday,
+            "drawdown_total": total,
+            "crashes": {f"{v}:{s}": m.state for (v, s), m in self.detector.markets.items() if m.state != "normal"},
+            "hedges": {f"{v}:{s}": {"venue": h.venue, "target": h.target} for (v, s), h in self.hedger.hedges.items()},
+            "venues": venues,
+        }
+
+
+async def publish(bus: RedisBus, recorder: Recorder, actions: Actions) -> None:
+    if actions.intents:
+        await bus.publish_many([(streams.ORDERS_INTENTS, i) for i in actions.intents])
+    await recorder.emit(actions.events, actions.controls)
+
+
+async def main(settings: Settings) -> None:
+    stopping = asyncio.Event()
+    on_stop(stopping.set)
+    await run(settings, stopping)
+
+
+async def run(settings: Settings, stopping: asyncio.Event) -> None:
+    """Run until ``stopping`` is set; the batch in flight is finished and acked."""
+    if not settings.redis_url:
+        raise SystemExit("risk: REDIS_URL is not set (run it under `tradewind up`, or set REDIS_URL)")
+    metrics = service_metrics(settings)
+    redis = connect_redis(settings.redis_url)
+    bus = RedisBus(redis, settings.bus, metrics)
+    db = None
+    if settings.database_url:
+        db = await Database.connect(settings.database_url.get_secret_value(), settings.storage)
+    recorder = Recorder(bus, db)
+    service = RiskService(settings)
+    lock = asyncio.Lock()  # handlers and the ticker share the service state
+
+    async def on_market(batch: list[Delivery]) -> None:
+        async with lock:
+            actions = service.on_market([m for d in batch for m in d.messages])
+        await publish(bus, recorder, actions)
+
+    async def on_orders(batch: list[Delivery]) -> None:
+        async with lock:
+            service.on_orders([m for d in batch for m in d.messages])
+
+    md_streams = [s for v in settings.risk.market_data_venues for s in (streams.md_book(v), streams.md_trades(v))]
+    consumers = [
+        Consumer(
+            redis,
+            [*md_streams, streams.MD_STATUS],
+            f"{settings.risk.group}-md",
+            on_market,
+            settings.bus,
+            start_id="$",
+            metrics=metrics,
+        ),
+        Consumer(
+            redis,
+            [streams.ORDERS_INTENTS, streams.ORDERS_EVENTS],
+            settings.risk.group,
+            on_orders,
+            settings.bus,
+            metrics=metrics,
+        ),
+    ]
+
+    async def ticker() -> None:
+        while not stopping.is_set():
+            async with lock:
+                actions = service.tick()
+                state = service.state()
+            await publish(bus, recorder, actions)
+            await redis.set(streams.RISK_STATE, json.dumps(state))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), settings.risk.heartbeat_s)
+        for c in consumers:
+            c.stop()
+
+    log.info("risk: watching %d market-data streams; heartbeat every %.1fs", len(md_streams), settings.risk.heartbeat_s)
+    try:
+        await asyncio.gather(ticker(), *(c.run() for c in consumers))
+    finally:
+        if db is not None:
+            await db.close()
+        await redis.aclose()
