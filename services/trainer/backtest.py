@@ -106,7 +106,7 @@ def metrics(result: BacktestResult, trials: int = 1) -> dict[str, float]:
     drawdown = np.where(peak > 0, 1.0 - equity / np.where(peak > 0, peak, 1.0), 0.0)
     change = np.abs(np.diff(result.positions, prepend=0.0))
     return {
-        "total_return": float(equity[-1] / equity[0] - 1.0),
+        "total_return": float(equity[-1] / equity[0] - 1.0) if equity[0] > 0 else 0.0,
         "sharpe": float(r.mean() / sd * math.sqrt(per_year)) if sd > 0 else 0.0,
         "sortino": float(r.mean() / downside * math.sqrt(per_year)) if downside > 0 else 0.0,
         "max_drawdown": float(drawdown.max()),

@@ -42,6 +42,7 @@ class CostModel:
     volume_30d: float = 0.0
     half_spread: float = 0.0001  # used when a bar carries no quoted spread
     impact: float = 0.1
+    max_impact: float = 0.005  # bar volume is a crude depth proxy: thin bars must not price a trade absurdly
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -72,7 +73,8 @@ class CostModel:
         if bar_notional is not None and self.impact > 0.0:
             depth = np.asarray(bar_notional, dtype=np.float64)
             # a bar with no recorded volume (mark-price candles) gives no depth estimate: no impact
-            rate = rate + np.where(depth > 0.0, self.impact * q / np.where(depth > 0.0, depth, 1.0), 0.0)
+            impact = np.minimum(self.impact * q / np.where(depth > 0.0, depth, 1.0), self.max_impact)
+            rate = rate + np.where(depth > 0.0, impact, 0.0)
         return rate
 
     def cost_one(
@@ -82,7 +84,7 @@ class CostModel:
         q = abs(trade_notional)
         rate = self.taker_fee + (self.half_spread if half_spread is None else half_spread)
         if bar_notional is not None and bar_notional > 0.0 and self.impact > 0.0:
-            rate += self.impact * q / bar_notional
+            rate += min(self.impact * q / bar_notional, self.max_impact)
         return q * rate
 
     def cost(
@@ -101,6 +103,7 @@ class CostModel:
             "volume_30d": self.volume_30d,
             "half_spread": self.half_spread,
             "impact": self.impact,
+            "max_impact": self.max_impact,
         }
 
     @classmethod

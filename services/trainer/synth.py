@@ -52,15 +52,28 @@ def regime_momentum(
     return SynthMarket("regime_momentum", _bars_from_log_price(np.cumsum(log_ret), rng, 60.0), regime)
 
 
-def mean_reverting(n: int, seed: int, theta: float = 0.05, sigma: float = 0.003, band: float = 0.5) -> SynthMarket:
-    """Log price follows an Ornstein-Uhlenbeck process around 0; the oracle fades deviations beyond `band` stds."""
+def mean_reverting(n: int, seed: int, theta: float = 0.05, sigma: float = 0.003, band: float = 1.0) -> SynthMarket:
+    """Log price follows an Ornstein-Uhlenbeck process around 0.
+
+    The oracle knows the mean: it fades a deviation beyond `band` stationary stds and holds
+    until the price crosses the mean (hysteresis keeps its costs down).
+    """
     rng = np.random.default_rng(seed)
     x = np.zeros(n)
     noise = rng.normal(0.0, sigma, n)
     for i in range(1, n):
         x[i] = x[i - 1] * (1 - theta) + noise[i]
     std = sigma / np.sqrt(2 * theta - theta * theta)
-    oracle = np.where(x > band * std, -1.0, np.where(x < -band * std, 1.0, 0.0))
+    oracle = np.zeros(n)
+    held = 0.0
+    for i, value in enumerate(x.tolist()):
+        if value > band * std:
+            held = -1.0
+        elif value < -band * std:
+            held = 1.0
+        elif held * value > 0:  # crossed the mean: the deviation is gone
+            held = 0.0
+        oracle[i] = held
     return SynthMarket("mean_reverting", _bars_from_log_price(x, rng, 60.0), oracle)
 
 
@@ -78,5 +91,6 @@ def write_csv(bars: Bars, path: str) -> None:
     seconds = bars.ts // NS_PER_S
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("date,open,high,low,close,volume\n")
-        for row in zip(seconds.tolist(), bars.open, bars.high, bars.low, bars.close, bars.volume, strict=True):
+        columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
+        for row in zip(seconds.tolist(), *(c.tolist() for c in columns), strict=True):
             fh.write(f"{row[0]},{row[1]!r},{row[2]!r},{row[3]!r},{row[4]!r},{row[5]!r}\n")

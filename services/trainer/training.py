@@ -68,6 +68,7 @@ def cost_model_from(config: dict[str, Any]) -> CostModel:
         tiers=(FeeTier(0.0, float(cost.get("maker_fee", fee)), fee),),
         half_spread=float(cost.get("half_spread", 0.0001)),
         impact=float(cost.get("impact", 0.1)),
+        max_impact=float(cost.get("max_impact", 0.005)),
     )
 
 
@@ -196,8 +197,13 @@ def train(
     config: dict[str, Any] | None = None,
     data_label: str = "",
     progress: Callable[[int, int], None] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train `algo` on the training split of `bars`, save the checkpoint and evaluate out of sample."""
+    """Train `algo` on the training split of `bars`, save the checkpoint and evaluate out of sample.
+
+    `init_from` (a checkpoint dir of the same algorithm and features) fine-tunes its weights
+    instead of starting from scratch.
+    """
     from services.trainer.evaluation import evaluate_split
 
     config = config or load_config(algo)
@@ -214,6 +220,8 @@ def train(
     with ray_session():
         algorithm = algo_config.build_algo()
         try:
+            if init_from is not None:
+                _load_weights(algorithm, Path(init_from))
             while sampled < timesteps:
                 last = algorithm.train()
                 iterations += 1
@@ -236,6 +244,7 @@ def train(
         "train_to_ns": int(market.ts[split.train_end - 1]),
         "validation_to_ns": int(market.ts[split.validation_end - 1]),
         "timesteps": sampled,
+        "init_from": None if init_from is None else str(init_from),
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     runners = last.get("env_runners", {})
@@ -252,6 +261,16 @@ def train(
     meta["metrics"] = metrics
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return TrainResult(out, metrics)
+
+
+def _load_weights(algorithm: Any, checkpoint: Path) -> None:
+    """Start from a previous checkpoint's network weights (fine-tuning), then push them to the samplers."""
+    component = "/".join(MODULE_PATH)
+    module_dir = checkpoint / ALGORITHM_DIR / component
+    if not module_dir.is_dir():
+        raise TrainingError(f"init_from {checkpoint}: expected a `tradewind train --out` directory with {module_dir}")
+    algorithm.restore_from_path(str(module_dir.resolve()), component=component)
+    algorithm.env_runner_group.sync_weights(from_worker_or_learner_group=algorithm.learner_group, inference_only=True)
 
 
 def _env_config_dict(env_config: EnvConfig) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Settings of the trainer area (`TRADEWIND_TRAINER__...`)."""
 
+from typing import Literal
+
 from pydantic import Field
 
 from shared.sections.base import Section
@@ -10,11 +12,22 @@ class TrainerSettings(Section):
 
     policy_dir: str = Field("var/policies", description="where checkpoints of trained policies are written")
     algo: str = Field("ppo", description="algorithm the online trainer trains challengers with: dqn, ppo or appo")
-    bar_seconds: float = Field(60.0, gt=0, description="bar length the online trainer builds from md:trades:*")
+    venues: list[str] | None = Field(
+        None, description="exchanges whose md:trades the online trainer reads (None: ingest's)"
+    )
+    symbol: str | None = Field(None, description="market the online trainer trains on (None: the busiest one seen)")
+    group: str = Field("trainer", description="consumer group on md:trades:*")
+    first_round_s: float = Field(
+        60.0, gt=0, description="seconds before the first round (and between tries while data is short)"
+    )
+    bar_seconds: float = Field(1.0, gt=0, description="bar length the online trainer builds from md:trades:*")
+    bar_clock: Literal["receive", "exchange"] = Field(
+        "receive", description="time bars by local receive time (robust to looped replays) or exchange time"
+    )
     window_bars: int = Field(20_000, ge=500, description="rolling window of bars kept in memory for training")
-    min_bars: int = Field(1_000, ge=200, description="bars needed before the first training round")
-    interval_s: float = Field(1_800.0, gt=0, description="seconds between online training rounds")
-    timesteps: int = Field(20_000, ge=100, description="env steps per online training round (keep it small on CPU)")
+    min_bars: int = Field(400, ge=400, description="bars needed before the first training round")
+    interval_s: float = Field(600.0, gt=0, description="seconds between online training rounds")
+    timesteps: int = Field(8_192, ge=100, description="env steps per online training round (keep it small on CPU)")
     holdout_fraction: float = Field(
         0.25, gt=0, lt=1, description="most recent share of the window held out for evaluation"
     )

@@ -40,7 +40,7 @@ def test_reward_is_value_change_net_of_costs(reward: str) -> None:
         t = 500 + step
         target = (-1.0, 0.0, 1.0)[action]
         traded = abs(target - position) * equity
-        fee = traded * (0.002 + 0.0003 + 0.05 * traded / (BARS.close[t] * BARS.volume[t]))
+        fee = traded * (0.002 + 0.0003 + min(0.05 * traded / (BARS.close[t] * BARS.volume[t]), 0.005))
         new_equity = (equity - fee) * (1 + target * (BARS.close[t + 1] / BARS.close[t] - 1))
         expected = new_equity / equity - 1 if reward == "pnl" else math.log(new_equity / equity)
         obs, r, terminated, _, info = env.step(action)
