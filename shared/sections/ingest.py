@@ -62,6 +62,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://api.exchange.coinbase.com",
             symbols=["BTC/USD", "ETH/USD"],
         ),
+        "kraken": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://ws.kraken.com",
+            base_url_http="https://api.kraken.com",
+            symbols=["BTC/USD", "ETH/USD"],
+        ),
     }
 
 

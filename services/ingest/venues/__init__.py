@@ -18,6 +18,7 @@ NAMES = MappingProxyType(
         "binance_us": "services.ingest.venues.binance:BINANCE_US_VENUE",
         "binance_futures": "services.ingest.venues.binance:BINANCE_FUTURES_VENUE",
         "coinbase": "services.ingest.venues.coinbase:COINBASE_VENUE",
+        "kraken": "services.ingest.venues.kraken:KRAKEN_VENUE",
     }
 )
 
