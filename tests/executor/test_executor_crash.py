@@ -13,10 +13,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -30,33 +28,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = ROOT / "tests" / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 N_INTENTS = 150
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def with_redis_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
-
-
-@pytest.fixture
-async def isolated(database_url: str, redis_url: str, uid: str) -> AsyncIterator[tuple[str, str]]:
-    name = f"tw_exec_{uid}"
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    rurl = with_redis_db(redis_url, 9)
-    redis = connect_redis(rurl)
-    await redis.flushdb()
-    yield with_database(database_url, name), rurl
-    await redis.flushdb()
-    await redis.aclose()
-    admin = await asyncpg.connect(database_url)
-    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 def start_executor(db_url: str, redis_url: str, log: Path) -> subprocess.Popen[bytes]:
