@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from services.executor.gateway import Report, VenueBalance, VenueOrder
 from services.executor.paper import LedgerEntry, dec
@@ -18,6 +18,7 @@ from services.executor.paper.positions import Position
 from services.executor.paper.rules import split_symbol
 from shared.config import Settings
 from shared.schemas import Fill, OrderEvent, OrderIntent
+from shared.schemas.messages import OrderStatus, Side
 from shared.sections.executor import CcxtVenue
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,8 @@ class CcxtGateway:
         client = self.client(intent.exchange)
         if intent.cancel:
             known = self._open.get(intent.client_order_id)
-            params = {"origClientOrderId": intent.client_order_id}
-            order = await client.cancel_order(known[2] if known else None, intent.symbol, params)
+            ref = {"origClientOrderId": intent.client_order_id}
+            order = await client.cancel_order(known[2] if known else None, intent.symbol, ref)
             self._record(intent.client_order_id, intent.exchange, intent.symbol, intent.side, order)
             return
         params: dict[str, Any] = {"newClientOrderId": intent.client_order_id}
@@ -175,9 +176,9 @@ class CcxtGateway:
                 cid,
                 venue,
                 symbol,
-                side,
-                status,
-                int(order.get("timestamp") or 0) * 1_000_000,  # type: ignore[arg-type]
+                cast(Side, side),
+                cast(OrderStatus, status),
+                int(order.get("timestamp") or 0) * 1_000_000,
                 order_id=str(order.get("id") or ""),
                 filled=float(filled),
                 remaining=float(max(amount - filled, Decimal(0))),

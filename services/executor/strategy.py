@@ -11,6 +11,7 @@ import itertools
 from collections import deque
 
 from shared.schemas import OrderIntent
+from shared.schemas.messages import Side
 from shared.sections.executor import ExecutorSettings
 
 
@@ -39,7 +40,7 @@ class MomentumStrategy:
         if abs(move) < self.threshold or now - self._last_order.get(key, 0) < self.cooldown_ns:
             return None
         amount = float(f"{self.notional / mid:.6g}")
-        side = "buy" if move > 0 else "sell"
+        side: Side = "buy" if move > 0 else "sell"
         if side == "sell":
             amount = min(amount, self.held.get(key, 0.0))
             if amount <= 0:

@@ -15,13 +15,14 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 from services.executor.paper.accounts import Accounts, InsufficientBalance, Wallet
 from services.executor.paper.book import SimBook
 from services.executor.paper.positions import Position
 from services.executor.paper.rules import SymbolRules, permissive, split_symbol
 from shared.schemas import BookUpdate, Fill, OrderEvent, OrderIntent, Trade
+from shared.schemas.messages import OrderStatus, Side
 from shared.sections.executor import TransferRule, VenueSim
 
 ZERO = Decimal(0)
@@ -229,11 +230,11 @@ class PaperExchange:
             client_order_id=order.client_order_id,
             exchange=order.venue,
             symbol=order.symbol,
-            side=order.side,  # type: ignore[arg-type]
-            status=status,
+            side=cast(Side, order.side),
+            status=cast(OrderStatus, status),
             ts=at,
             order_id=order.order_id,
-            filled=float(order.filled),  # type: ignore[arg-type]
+            filled=float(order.filled),
             remaining=float(order.remaining) if status not in ("rejected", "cancelled", "filled") else 0.0,
             avg_price=float(avg),
             fills=fills or [],

@@ -56,7 +56,7 @@ def read_binance_capture(
     last_u: int | None = None
     early: list[tuple[int, _Diff]] = []  # diffs received before the snapshot, replayed after it
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as f:  # type: ignore[operator]
+    with opener(path, "rt") as f:
         for lineno, line in enumerate(f, 1):
             recv, _, body = line.partition(" ")
             recv_ns = int(recv)
