@@ -68,6 +68,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://api.kraken.com",
             symbols=["BTC/USD", "ETH/USD"],
         ),
+        "okx": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://ws.okx.com:8443",
+            base_url_http="https://www.okx.com",
+            symbols=["BTC/USDT", "ETH/USDT"],
+        ),
     }
 
 

@@ -19,6 +19,7 @@ NAMES = MappingProxyType(
         "binance_futures": "services.ingest.venues.binance:BINANCE_FUTURES_VENUE",
         "coinbase": "services.ingest.venues.coinbase:COINBASE_VENUE",
         "kraken": "services.ingest.venues.kraken:KRAKEN_VENUE",
+        "okx": "services.ingest.venues.okx:OKX_VENUE",
     }
 )
 
