@@ -112,7 +112,7 @@ def open_text(path: Path) -> Iterator[str]:
         with open(path, "rb") as probe:
             gz = probe.read(2) == b"\x1f\x8b"
         opener = gzip.open if gz else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
             yield from fh
     except (OSError, EOFError) as exc:
         raise CaptureError(f"{path}: cannot read ({exc})") from None

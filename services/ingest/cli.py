@@ -20,10 +20,20 @@ EXCHANGES = click.Choice(sorted(NAMES))
 
 
 @click.command()
-@click.option("--exchange", "-e", type=EXCHANGES, default=None,
-              help="venue that recorded FILE (default: told by the file's name or folder)")
-@click.option("--markets", "markets_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="the venue's market list (REST body) when the capture has none of its own")
+@click.option(
+    "--exchange",
+    "-e",
+    type=EXCHANGES,
+    default=None,
+    help="venue that recorded FILE (default: told by the file's name or folder)",
+)
+@click.option(
+    "--markets",
+    "markets_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="the venue's market list (REST body) when the capture has none of its own",
+)
 @click.argument("file", type=click.Path(path_type=Path))
 def normalize(exchange: str | None, markets_file: Path | None, file: Path) -> None:
     """Print the normalized messages of a raw capture as JSON lines.
@@ -42,16 +52,31 @@ def normalize(exchange: str | None, markets_file: Path | None, file: Path) -> No
 
 
 @click.command("replay-server")
-@click.option("--data", "data", required=True, type=click.Path(exists=True, path_type=Path),
-              help="a capture file, a session folder, or a tree of them (e.g. shared/data/ws)")
-@click.option("--speed", type=float, default=1.0, show_default=True,
-              help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="a capture file, a session folder, or a tree of them (e.g. shared/data/ws)",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="1 = recorded pace, 10 = ten times faster, 0 = as fast as possible",
+)
 @click.option("--loop", is_flag=True, help="at the end, close with 1001 so clients reconnect and replay again")
 @click.option("--exchange", "-e", type=EXCHANGES, default=None, help="venue of captures whose names don't say")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port")
-@click.option("--drop-after", type=int, default=None, metavar="N",
-              help="cut the first connection (no close frame) after N frames: a reconnect drill")
+@click.option(
+    "--drop-after",
+    type=int,
+    default=None,
+    metavar="N",
+    help="cut the first connection (no close frame) after N frames: a reconnect drill",
+)
 def replay_server(data: Path, speed: float, loop: bool, exchange: str | None, host: str, port: int,
                   drop_after: int | None) -> None:  # fmt: skip
     """Serve recorded captures as a local exchange: websocket + REST, in each venue's own format.
@@ -93,8 +118,13 @@ class PlainWriter:
 @click.command()
 @click.option("--exchange", "-e", type=EXCHANGES, required=True)
 @click.option("--symbols", "-s", required=True, help="unified symbols, comma-separated: BTC/USDT,ETH/USDT")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="capture file to write (.gz: gzip)")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="capture file to write (.gz: gzip)",
+)
 @click.option("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: Ctrl-C)")
 @click.option("--base-url-ws", default=None, help="override the venue's websocket base URL (e.g. a replay server)")
 @click.option("--base-url-http", default=None, help="override the venue's REST base URL")
@@ -146,7 +176,7 @@ async def run_capture(
     opener = gzip.open if out.suffix == ".gz" else open
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         markets, body = await venue.fetch_markets(http, settings.base_url_http)
-        with opener(out, "wt", encoding="utf-8") as fh:  # type: ignore[operator]
+        with opener(out, "wt", encoding="utf-8") as fh:
             writer = PlainWriter(fh)
             writer.rest(settings.base_url_http.rstrip("/") + venue.markets_path, body, time.time_ns())
             connectors = venue.connectors(settings, ingest, NullSink(), markets, http=http)

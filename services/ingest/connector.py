@@ -116,7 +116,7 @@ class Connector:
     def stop(self) -> None:
         self._stopping.set()
         if self._ws is not None:
-            asyncio.ensure_future(self._ws.close())
+            self._closing = asyncio.ensure_future(self._ws.close())
 
     async def run(self) -> None:
         """Connect, read, reconnect, until ``stop()``."""
@@ -213,6 +213,7 @@ class Connector:
         return "closed by venue" if not self._stopping.is_set() else "stopped"
 
     _stale_reason = ""
+    _closing: asyncio.Future[None] | None = None
     _session_frames = 0
 
     async def _watch_stale(self, ws: ClientConnection) -> None:

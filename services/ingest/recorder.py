@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 from redis.asyncio import Redis
 
+from services.ingest.book import OrderBook
 from shared.bus import Consumer, Delivery
 from shared.config import BusSettings
 from shared.metrics import ServiceMetrics
 from shared.schemas import Trade, streams
 from shared.sections.ingest import RecorderSettings
 from shared.storage import CopyWriter, Database, ns_to_datetime
-
-from services.ingest.book import OrderBook
 
 log = logging.getLogger(__name__)
 

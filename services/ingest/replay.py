@@ -85,9 +85,11 @@ class ReplayRules:
         position = client.position_ns if client else 0
         best = None
         for record in self.rest_records:
-            if record.url.split("?", 1)[0].endswith(path) and all(f"{k}={v}" in record.url for k, v in query.items()):
-                if best is None or (record.ts or 0) <= position:
-                    best = record
+            same = record.url.split("?", 1)[0].endswith(path) and all(
+                f"{k}={v}" in record.url for k, v in query.items()
+            )
+            if same and (best is None or (record.ts or 0) <= position):
+                best = record
         if best is None:
             return 404, '{"error":"not recorded in this capture"}'
         return 200, best.data

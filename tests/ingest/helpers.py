@@ -14,15 +14,14 @@ from typing import Any
 
 import aiohttp
 
-from shared.bus import Publisher, RedisBus
-from shared.config import BusSettings
-from shared.schemas import AnyMessage, BookUpdate, Status, Trade, decode, streams
-from shared.sections.ingest import IngestSettings
-
 from services.ingest.connector import Connector
 from services.ingest.feed import BusSink
 from services.ingest.replay import ReplayServer
 from services.ingest.venues import get
+from shared.bus import Publisher, RedisBus
+from shared.config import BusSettings
+from shared.schemas import AnyMessage, BookUpdate, Status, Trade, decode, streams
+from shared.sections.ingest import IngestSettings
 
 DATA = Path(__file__).parent.parent / "data" / "ingest"
 SAMPLE = Path(__file__).parent.parent.parent / "services" / "ingest" / "sample"
@@ -132,7 +131,9 @@ def raw_lines(path: Path) -> list[tuple[float, str, str]]:
     for f in files:
         if f.name.endswith(".md"):
             continue
-        for line in gzip.open(f, "rt"):
+        with gzip.open(f, "rt") as fh:
+            text = fh.read().splitlines()
+        for line in text:
             line = line.rstrip("\n")
             m = _CF_REST.match(line)
             if m:

@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from shared.cli import cli
 from shared.schemas import BookUpdate, Trade, streams
-
 from tests.ingest.helpers import (
     SESSIONS,
     book_from_messages,

@@ -13,18 +13,21 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.schemas import Trade
-
 from services.ingest.feed import CollectSink
 from services.ingest.venues import get
-
+from shared.schemas import Trade
 from tests.ingest.helpers import DATA, SAMPLE, fast_settings
 
 
 def _real_frames() -> list[str]:
     frames = []
-    for path in [*(DATA / "binance" / "cryptofeed-2021-10-12").glob("*.ws.*"), *(SAMPLE / "binance_futures").rglob("*.gz")]:
-        for line in gzip.open(path, "rt"):
+    for path in [
+        *(DATA / "binance" / "cryptofeed-2021-10-12").glob("*.ws.*"),
+        *(SAMPLE / "binance_futures").rglob("*.gz"),
+    ]:
+        with gzip.open(path, "rt") as fh:
+            lines = fh.readlines()
+        for line in lines:
             payload = line.split(": ", 1)[1] if line[:10].isdigit() and ": " in line[:25] else line.partition(" ")[2]
             if payload.startswith("{"):
                 frames.append(payload.rstrip("\n"))
@@ -140,9 +143,17 @@ async def test_garbage_over_a_real_websocket_never_takes_the_connector_down():
     port = site._server.sockets[0].getsockname()[1]
     try:
         sink = CollectSink()
-        venue_settings = fast_settings().venues["binance_futures"].model_copy(
-            update={"base_url_ws": f"ws://127.0.0.1:{port}", "base_url_http": f"http://127.0.0.1:{port}",
-                    "symbols": ["BTC/USDT"], "book": False}  # fmt: skip
+        venue_settings = (
+            fast_settings()
+            .venues["binance_futures"]
+            .model_copy(
+                update={
+                    "base_url_ws": f"ws://127.0.0.1:{port}",
+                    "base_url_http": f"http://127.0.0.1:{port}",
+                    "symbols": ["BTC/USDT"],
+                    "book": False,
+                }
+            )
         )
         (connector,) = FUTURES.connectors(venue_settings, fast_settings(), sink, FUTURES_MARKETS)
         task = asyncio.create_task(connector.run())

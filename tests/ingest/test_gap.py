@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from shared.schemas import BookUpdate, Status, streams
-
 from services.ingest.feed import CollectSink
 from services.ingest.venues import get
-
+from shared.schemas import BookUpdate, Status, streams
 from tests.ingest.helpers import SAMPLE, book_from_messages, replay_through_connector, statuses
 
 
 def capture_without_one_diff(src: Path, dst_root: Path, venue: str, nth: int) -> tuple[Path, dict]:
     """Copy an hftbacktest capture, leaving out the ``nth`` depth diff after the REST snapshot."""
-    lines = gzip.open(src, "rt").read().splitlines(keepends=True)
+    with gzip.open(src, "rt") as fh:
+        lines = fh.read().splitlines(keepends=True)
     seen_snapshot, count, removed = False, 0, None
     kept = []
     for line in lines:
@@ -73,7 +72,8 @@ def test_feed_gap_requests_a_snapshot_and_publishes_nothing_until_it_comes():
     sink = CollectSink()
     asked: list[tuple[str, float]] = []
     feed = venue.feed(venue.shipped_markets(), sink, request_snapshot=lambda s, d: asked.append((s, d)))
-    records = gzip.open(next((SAMPLE / "binance" / "hftbacktest").glob("*.gz")), "rt").read().splitlines()
+    with gzip.open(next((SAMPLE / "binance" / "hftbacktest").glob("*.gz")), "rt") as fh:
+        records = fh.read().splitlines()
     depth = [r.split(" ", 1)[1] for r in records if "@depth" in r[:60]]
     snapshot = next(r.split(" ", 1)[1] for r in records if '{"lastUpdateId"' in r[:40])
     lid = json.loads(snapshot)["lastUpdateId"]

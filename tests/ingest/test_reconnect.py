@@ -9,12 +9,10 @@ import random
 import pytest
 from aiohttp import web
 
-from shared.schemas import BookUpdate, Status, Trade, streams
-
 from services.ingest.connector import backoff_delay
 from services.ingest.feed import CollectSink
 from services.ingest.venues import get
-
+from shared.schemas import BookUpdate, Status, Trade, streams
 from tests.ingest.helpers import SAMPLE, book_from_messages, fast_settings, rebuild_books, replay_through_connector
 from tests.ingest.test_binance import normalized
 
@@ -39,7 +37,7 @@ async def test_dropped_connection_reconnects_and_resubscribes(redis):
     books = run.of(streams.md_book("binance"), BookUpdate)
     assert 1 <= sum(b.snapshot for b in books) <= 2
     assert books[0].snapshot
-    (bids, asks), = rebuild_books(path, futures=False).values()
+    ((bids, asks),) = rebuild_books(path, futures=False).values()
     assert connector.feed.books["BTC/USDT"].bids == bids and book_from_messages(books, "BTC/USDT") == (bids, asks)
 
 

@@ -6,13 +6,11 @@ import asyncio
 
 import pytest
 
-from shared.bus import RedisBus
-from shared.config import BusSettings
-from shared.schemas import Trade, streams
-from shared.sections.ingest import RecorderSettings
-
 from services.ingest.book import OrderBook
 from services.ingest.recorder import Recorder
+from shared.bus import RedisBus
+from shared.schemas import Trade, streams
+from shared.sections.ingest import RecorderSettings
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +18,9 @@ pytestmark = pytest.mark.integration
 async def test_trades_are_stored_once_and_acked_after_the_write(redis, db, uid, bus_settings):
     exchange = f"rec{uid}"
     bus = RedisBus(redis, bus_settings)
-    trades = [Trade(exchange, "BTC/USDT", str(i), 100.0 + i, 0.1, "buy", 1_700_000_000_000_000_000 + i, 1) for i in range(250)]
+    trades = [
+        Trade(exchange, "BTC/USDT", str(i), 100.0 + i, 0.1, "buy", 1_700_000_000_000_000_000 + i, 1) for i in range(250)
+    ]
     await bus.publish(streams.md_trades(exchange), trades[:150])
     await bus.publish(streams.md_trades(exchange), trades[100:])  # 50 delivered twice: stored once
     book = OrderBook("BTC/USDT")
@@ -36,7 +36,9 @@ async def test_trades_are_stored_once_and_acked_after_the_write(redis, db, uid, 
     finally:
         recorder.stop()
         await asyncio.wait_for(task, 10)
-    rows = await db.fetch("SELECT count(*) AS n, count(DISTINCT trade_id) AS d FROM trades WHERE exchange = $1", exchange)
+    rows = await db.fetch(
+        "SELECT count(*) AS n, count(DISTINCT trade_id) AS d FROM trades WHERE exchange = $1", exchange
+    )
     assert rows[0]["n"] == rows[0]["d"] == 250
     pending = await redis.xpending(streams.md_trades(exchange), f"g{uid}")
     assert pending["pending"] == 0

@@ -54,7 +54,8 @@ class BinanceVenue(Venue):
         parts = urlsplit(record.url)
         if not parts.path.endswith("/depth"):
             return None
-        return (parse_qs(parts.query).get("symbol") or [None])[0]
+        symbols = parse_qs(parts.query).get("symbol")
+        return symbols[0] if symbols else None
 
     def capture_settings(self, sessions: Sequence[Session], base: VenueSettings) -> VenueSettings:
         """Subscribe to the symbols and channels the capture has (trade or aggTrade, depth speed)."""

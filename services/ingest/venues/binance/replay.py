@@ -99,7 +99,7 @@ class BinanceReplay(ReplayRules):
 
     def wants(self, client: Client, record: Record) -> bool:
         m = _STREAM.match(record.data)
-        return bool(m) and stream_key(m.group(1)) in client.subscriptions
+        return m is not None and stream_key(m.group(1)) in client.subscriptions
 
     # -- the exchange's own book, for REST snapshots ----------------------------------------------
 
@@ -115,7 +115,7 @@ class BinanceReplay(ReplayRules):
                 books[symbol] = OrderBook(symbol)
                 books[symbol].load(snap.bids, snap.asks, snap.lastUpdateId)
             return
-        if record.kind != "frame" or '@depth' not in record.data[:60]:
+        if record.kind != "frame" or "@depth" not in record.data[:60]:
             return
         try:
             event = envelope_decoder.decode(record.data).data

@@ -119,5 +119,5 @@ class ErrorReply(msgspec.Struct):
 
 
 envelope_decoder = msgspec.json.Decoder(Envelope, strict=False)
-event_decoder = msgspec.json.Decoder(MarketEvent, strict=False)  # type: ignore[arg-type]
+event_decoder = msgspec.json.Decoder(MarketEvent, strict=False)
 snapshot_decoder = msgspec.json.Decoder(DepthSnapshot, strict=False)
