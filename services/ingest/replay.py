@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from services.ingest.capture import CaptureError, Record, Session, find_sessions
-from services.ingest.venues import get
+from services.ingest.venues import NAMES, get
 from services.ingest.venues.base import Venue
 from shared.sections.ingest import VenueSettings
 
@@ -146,11 +146,22 @@ class ReplayServer:
     def from_path(cls, path: Path, exchange: str | None = None, **kwargs: Any) -> ReplayServer:
         """Find every session under ``path`` and group them by venue."""
         by_venue: dict[str, list[Session]] = defaultdict(list)
+        unsupported: set[str] = set()
         for session in find_sessions(Path(path), exchange):
             if session.venue is None:
-                raise CaptureError(f"{session.path}: cannot tell which exchange recorded this; pass --exchange")
-            get(session.venue)  # fail early on a venue Tradewind does not support
+                if Path(path).is_file():
+                    raise CaptureError(f"{session.path}: cannot tell which exchange recorded this; pass --exchange")
+                session.venue = session.path.parent.parent.name  # <exchange>/<recorder>/file, as in shared/data/ws
+            if session.venue not in NAMES:  # a tree such as shared/data/ws holds venues Tradewind lacks
+                unsupported.add(session.venue)
+                continue
             by_venue[session.venue].append(session)
+        if unsupported:
+            log.warning(
+                "replay: skipping captures of venues Tradewind does not support: %s", ", ".join(sorted(unsupported))
+            )
+        if not by_venue:
+            raise CaptureError(f"{path}: no capture of a supported venue ({', '.join(sorted(NAMES))})")
         return cls(dict(by_venue), **kwargs)
 
     # -- lifecycle -----------------------------------------------------------------------------
