@@ -74,6 +74,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://www.okx.com",
             symbols=["BTC/USDT", "ETH/USDT"],
         ),
+        "bybit": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://stream.bybit.com",
+            base_url_http="https://api.bybit.com",
+            symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"],
+        ),
     }
 
 

@@ -20,6 +20,7 @@ NAMES = MappingProxyType(
         "coinbase": "services.ingest.venues.coinbase:COINBASE_VENUE",
         "kraken": "services.ingest.venues.kraken:KRAKEN_VENUE",
         "okx": "services.ingest.venues.okx:OKX_VENUE",
+        "bybit": "services.ingest.venues.bybit:BYBIT_VENUE",
     }
 )
 

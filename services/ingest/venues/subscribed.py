@@ -66,6 +66,10 @@ class SubscribeVenue(Venue):
             out.append(self.connector_class(feed, part, settings, name=name, **kwargs))
         return out
 
+    def guess_unified(self, venue_symbol: str) -> str | None:
+        """The unified symbol of one missing from the market list, where the venue's names allow."""
+        return None
+
     def frame_symbols(self, data: str) -> Iterable[tuple[str, str]]:
         """(channel, venue symbol) pairs a recorded frame carries data of; channel is "trades" or "book"."""
         return ()
@@ -82,7 +86,7 @@ class SubscribeVenue(Venue):
                     found[symbol] = None
                     channels.add(channel)
         markets = markets or self.shipped_markets()
-        unified = [markets.unified(s) or s for s in found]
+        unified = [markets.unified(s) or self.guess_unified(s) or s for s in found]
         return base.model_copy(
             update={
                 "symbols": [u for u in unified if "/" in u],
