@@ -33,6 +33,9 @@ from shared.storage import Database
 
 log = logging.getLogger(__name__)
 
+CLAIM_KEY = "tw:executor:claim:"  # + client order id: SET NX before an order is sent
+CLAIM_TTL_S = 7 * 86400
+
 
 def build_gateway(settings: Settings, run_id: str) -> Gateway:
     """Paper unless live trading is asked for; live refuses to start while any gate is closed."""
@@ -143,7 +146,6 @@ class Executor:
                 continue
             await self.gateway.submit(i)
             resent.append(i.client_order_id)
-        await self.store.mark_submitted(resent)
         if resent:
             log.info("reconciled: resubmitted %d orders the venue never received", len(resent))
         return len(resent)
@@ -252,13 +254,12 @@ class Executor:
                         cancels.append(m)
                     else:
                         intents.setdefault(m.client_order_id, m)  # a duplicate within the batch
-        claimed = await self.store.claim(list(intents.values()))
-        if self.metrics and len(claimed) < len(intents):
+        fresh = await self._claim(intents)
+        if self.metrics and len(fresh) < len(intents):
             self.metrics.error("duplicate_intent")
         rejected, sent = [], []
-        for cid, intent in intents.items():
-            if cid not in claimed:
-                continue  # delivered before: its order exists (or is being reconciled)
+        for cid in fresh:
+            intent = intents[cid]
             reason = pretrade(intent, self.risk, self.checks) if self.checks else pretrade(intent, self.risk)
             if reason:
                 rejected.append(
@@ -266,17 +267,38 @@ class Executor:
                         cid, intent.exchange, intent.symbol, intent.side, "rejected", time.time_ns(), reason=reason
                     )
                 )
-                continue
-            await self.gateway.submit(intent)
-            self.submit_latency_ns.append(time.time_ns() - intent.ts)
-            sent.append(cid)
+            else:
+                await self.gateway.submit(intent)
+                self.submit_latency_ns.append(time.time_ns() - intent.ts)
+            sent.append(intent)
         for cancel in cancels:
             await self.gateway.submit(cancel)
+        await self.store.save_orders(sent)
         if rejected:
             await self.store.record([(e, 0) for e in rejected], [], [], [])
             await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
-        await self.store.mark_submitted(sent)
         self._wake.set()
+
+    async def _claim(self, intents: dict[str, OrderIntent]) -> list[str]:
+        """Return the client ids this delivery must execute, in order; duplicates are dropped.
+
+        An id already claimed but without an order row was claimed by a run that died before storing
+        it: the venue is asked, and the order is sent again only if the venue never received it.
+        """
+        if not intents:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in intents:
+            pipe.set(f"{CLAIM_KEY}{cid}", self.run_id, nx=True, ex=CLAIM_TTL_S)
+        won = dict(zip(intents, await pipe.execute(), strict=True))
+        retried = [cid for cid, ok in won.items() if not ok]
+        if retried:
+            stored = await self.store.existing(retried)
+            for cid in retried:
+                i = intents[cid]
+                if cid not in stored and not await self.gateway.knows(cid, i.exchange, i.symbol):
+                    won[cid] = True
+        return [cid for cid, ok in won.items() if ok]
 
     async def _on_control(self, deliveries: list[Delivery]) -> None:
         for d in deliveries:

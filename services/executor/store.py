@@ -1,7 +1,8 @@
 """The executor's records in PostgreSQL: orders, fills, ledger, balances, positions, event outbox.
 
-Idempotency lives here: an intent is *claimed* by inserting its order row keyed by client order
-id, so a second delivery finds the row and places nothing. Each batch of gateway reports is
+Idempotency: the executor claims a client order id in Redis (SET NX, next to the stream it came
+from) before sending the order, then stores the order row here; a second delivery finds the
+claim and the row and places nothing. Each batch of gateway reports is
 stored in one transaction together with the ledger entries and balances it produced, and the
 events go to an outbox that is published to Redis exactly once (see ``publish_outbox``).
 """
@@ -26,7 +27,7 @@ from shared.storage import Database, ns_to_datetime
 log = logging.getLogger(__name__)
 
 OPEN_STATUSES = ("accepted", "partially_filled")
-UNSENT_STATUSES = ("new", "submitted")  # claimed; the venue may or may not have it
+UNSENT_STATUSES = ("submitted",)  # handed to the venue, no report stored yet: it may never have arrived
 PUBLISHED_MARKER = "tw:executor:published:"  # + outbox id; set in the same MULTI as the XADD
 
 
@@ -47,18 +48,19 @@ class ExecutorStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, intents: Sequence[OrderIntent]) -> set[str]:
-        """Insert order rows for new intents in one statement; return the client ids that were new."""
+    async def save_orders(self, intents: Sequence[OrderIntent]) -> None:
+        """Store the order row of each intent handed to the venue (its status may already be known)."""
         if not intents:
-            return set()
-        rows = await self.db.fetch(
+            return
+        await self.db.execute(
             """
             INSERT INTO orders (client_order_id, exchange, symbol, side, order_type, amount, price, margin_mode,
-                                strategy, status, intent)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::numeric[],
-                                 $7::numeric[], $8::text[], $9::text[], $10::text[], $11::bytea[])
-            ON CONFLICT (client_order_id) DO NOTHING
-            RETURNING client_order_id
+                                strategy, intent, status)
+            SELECT *, 'submitted' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::numeric[], $7::numeric[], $8::text[], $9::text[], $10::bytea[])
+            ON CONFLICT (client_order_id) DO UPDATE SET order_type = EXCLUDED.order_type, amount = EXCLUDED.amount,
+                price = EXCLUDED.price, margin_mode = EXCLUDED.margin_mode, strategy = EXCLUDED.strategy,
+                intent = EXCLUDED.intent
             """,
             [i.client_order_id for i in intents],
             [i.exchange for i in intents],
@@ -69,18 +71,15 @@ class ExecutorStore:
             [d(i.price) if i.price is not None else None for i in intents],
             [i.margin_mode for i in intents],
             [i.strategy for i in intents],
-            ["new"] * len(intents),
             [encode(i) for i in intents],
         )
-        return {r["client_order_id"] for r in rows}
 
-    async def mark_submitted(self, client_order_ids: Sequence[str]) -> None:
-        if client_order_ids:
-            await self.db.execute(
-                "UPDATE orders SET status = 'submitted', updated_at = now()"
-                " WHERE client_order_id = ANY($1::text[]) AND status = 'new'",
-                list(client_order_ids),
-            )
+    async def existing(self, client_order_ids: Sequence[str]) -> set[str]:
+        """The client ids among these that already have an order row."""
+        rows = await self.db.fetch(
+            "SELECT client_order_id FROM orders WHERE client_order_id = ANY($1::text[])", list(client_order_ids)
+        )
+        return {r["client_order_id"] for r in rows}
 
     async def next_delivery(self) -> int | None:
         """When the earliest stored but unpublished event is due."""

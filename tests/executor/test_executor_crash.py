@@ -133,7 +133,11 @@ async def test_kill_9_with_intents_in_flight_executes_each_intent_once(
                 == N_INTENTS
             )
 
-        await wait_for(all_done, 60, "every intent to finish")
+        try:
+            await wait_for(all_done, 60, "every intent to finish")
+        except AssertionError:
+            rows = await conn.fetch("SELECT status, count(*) FROM orders GROUP BY 1")
+            raise AssertionError(f"not all intents finished: {[tuple(r) for r in rows]}") from None
         await asyncio.sleep(0.5)  # let the outbox publish the last events
     finally:
         stop.set()
