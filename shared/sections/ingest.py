@@ -80,6 +80,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://api.bybit.com",
             symbols=["BTC/USDT:USDT", "ETH/USDT:USDT"],
         ),
+        "bitstamp": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://ws.bitstamp.net",
+            base_url_http="https://www.bitstamp.net",
+            symbols=["BTC/USD", "ETH/USD"],
+        ),
     }
 
 

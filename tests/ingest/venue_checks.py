@@ -62,7 +62,8 @@ async def check_recorded_session(
     trades = run.of(streams.md_trades(exchange), Trade)
     books = run.of(streams.md_book(exchange), BookUpdate)
     expected = normalized(exchange, path)
-    assert [trade_key(t) for t in trades] == [trade_key(m) for m in expected if m["type"] == "trade"]
+    published = [trade_key(t) for t in trades]
+    assert published == [trade_key(m) for m in expected if m["type"] == "trade"], published[:3]
     assert len(trades) >= min_trades
     assert all("/" in t.symbol for t in trades)
     assert not [s for s in statuses(run) if s.state == "gap"]
@@ -76,7 +77,10 @@ async def check_recorded_session(
         assert book_from_messages(books, symbol) == (bids, asks), f"{symbol}: md:book does not rebuild the book"
         assert next(b for b in books if b.symbol == symbol).snapshot
     assert sum(c.feed.errors.total for c in run.connectors) == 0, [c.feed.errors.counts for c in run.connectors]
-    assert len([m for m in expected if m["type"] == "book"]) == len(books)
+    for venue_symbol in rebuilt:  # as many book messages per symbol as the normalizer makes
+        symbol = feed.symbols.unified(venue_symbol)
+        normalized_books = [m for m in expected if m["type"] == "book" and m["symbol"] == symbol]
+        assert len(normalized_books) == len([b for b in books if b.symbol == symbol]), symbol
     return run
 
 
@@ -123,12 +127,11 @@ async def check_gap_and_resync(redis: Any, exchange: str, path: Path, symbol: st
     gap_at = next(i for i, s in enumerate(statuses(run)) if s.state == "gap")
     assert statuses(run)[gap_at].detail
     books = [b for b in run.of(streams.md_book(exchange), BookUpdate) if b.symbol == symbol]
-    snapshots = [i for i, b in enumerate(books) if b.snapshot]
-    assert len(snapshots) == 2, "the recorded snapshot, then exactly one resync snapshot"
     gap_ts = statuses(run)[gap_at].ts
-    across = [b for b in books[snapshots[0] : snapshots[1]] if b.recv_ts > gap_ts]
+    after_gap = [i for i, b in enumerate(books) if b.snapshot and b.recv_ts > gap_ts]
+    assert len(after_gap) == 1, "exactly one resync snapshot after the gap"
+    across = [b for b in books[: after_gap[0]] if b.recv_ts > gap_ts]
     assert across == [], "book updates published between the gap and the resync snapshot"
-    assert books[snapshots[1]].recv_ts > gap_ts
     feed = run.connectors[0].feed
     own = feed.books[symbol]
     # From the resync snapshot on, md:book rebuilds the connector's book.

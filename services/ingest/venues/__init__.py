@@ -21,6 +21,7 @@ NAMES = MappingProxyType(
         "kraken": "services.ingest.venues.kraken:KRAKEN_VENUE",
         "okx": "services.ingest.venues.okx:OKX_VENUE",
         "bybit": "services.ingest.venues.bybit:BYBIT_VENUE",
+        "bitstamp": "services.ingest.venues.bitstamp:BITSTAMP_VENUE",
     }
 )
 

@@ -17,6 +17,7 @@ Bitstamp streams deltas only and resyncs from a REST snapshot; it shares the res
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import importlib
 from collections.abc import Iterable, Sequence
@@ -179,6 +180,8 @@ def text_levels(levels: Iterable[Sequence[Any]]) -> tuple[list[tuple[float, floa
 class SubscribeReplay(ReplayRules):
     """Replay for subscribe-per-channel venues. Subclasses parse their frames (the hooks below)."""
 
+    settle_s = 0.1  # quiet time after the last subscribe frame before the replay starts
+
     def __init__(self, venue: Venue, sessions: Sequence[Session]) -> None:
         super().__init__(venue, sessions)
         self.clients_sent_first = True  # nothing is sent before the client subscribes
@@ -220,8 +223,13 @@ class SubscribeReplay(ReplayRules):
             if channel == "book" and key not in client.subscriptions and symbol in books:
                 out.extend(self.snapshot_frames(client, symbol, books[symbol]))  # a re-subscription
             client.subscriptions.add(key)
-        if added:
-            client.ready.set()
+        if added and not client.ready.is_set():
+            # The replay starts once the client's subscribe frames stop coming (venues that take
+            # one frame per channel get many), so a fast replay does not run past the later ones.
+            timer = client.state.get("settle")
+            if timer is not None:
+                timer.cancel()
+            client.state["settle"] = asyncio.get_running_loop().call_later(self.settle_s, client.ready.set)
         return out
 
     def wants(self, client: Client, record: Record) -> bool:
