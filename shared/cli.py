@@ -120,6 +120,9 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
             f"no REDIS_URL set and no running `tradewind up` found ({settings.var_dir}/run/redis.url)"
         )
 
+    # Stream names are data: no emoji codes (":book:"), no markup; wide enough when piped.
+    console = Console(emoji=False, markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
+
     async def run() -> None:
         redis = connect_redis(url)
         try:
@@ -128,9 +131,9 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
                 if as_json:
                     click.echo(json.dumps(monitor.as_json(infos)))
                 else:
-                    Console().print(monitor.render(infos))
+                    console.print(monitor.render(infos))
                 return
-            with Live(monitor.render(infos), auto_refresh=False) as live:
+            with Live(monitor.render(infos), console=console, auto_refresh=False) as live:
                 while True:
                     await asyncio.sleep(interval)
                     infos, at = await monitor.report(redis, interval, infos, at, lag_cap=lag_cap)

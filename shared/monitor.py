@@ -153,7 +153,7 @@ def render(infos: dict[str, StreamInfo]) -> Table:
     for col, justify in [("stream", "left"), ("length", "right"), ("entries/s", "right"), ("msgs/s", "right"),
                          ("last entry", "right"), ("group", "left"), ("consumers", "right"), ("pending", "right"),
                          ("oldest pending", "right"), ("lag", "right")]:  # fmt: skip
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     if not infos:
         table.add_row("(no streams yet)", *[""] * 9)
     for s in infos.values():

@@ -63,7 +63,7 @@ async def test_rates_come_from_two_readings(redis, uid):
 
 
 async def test_streams_command_prints_json_and_table(redis, redis_url, uid):
-    stream = f"cli:{uid}"
+    stream = f"md:book:cli{uid}"  # ":book:" must not turn into an emoji
     await RedisBus(redis, BusSettings()).publish(stream, trade(1))
     await redis.xgroup_create(stream, "g", id="0")
     env = {**os.environ, "REDIS_URL": redis_url}
