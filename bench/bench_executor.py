@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from services.executor.paper import PaperExchange
-from services.executor.paper.recorded import read_binance_capture
+from shared.paper import PaperExchange
+from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderIntent, encode, streams
 from shared.sections.executor import default_venues
 

@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any, cast
 
 from services.executor.gateway import Report, VenueBalance, VenueOrder
-from services.executor.paper import LedgerEntry, dec
-from services.executor.paper.positions import Position
-from services.executor.paper.rules import split_symbol
 from shared.config import Settings
+from shared.paper import LedgerEntry, dec
+from shared.paper.positions import Position
+from shared.paper.rules import split_symbol
 from shared.schemas import Fill, OrderEvent, OrderIntent
 from shared.schemas.messages import OrderStatus, Side
 from shared.sections.executor import CcxtVenue

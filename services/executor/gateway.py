@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from services.executor.paper import LedgerEntry, PaperExchange, dec
-from services.executor.paper.positions import Position
+from shared.paper import LedgerEntry, PaperExchange, dec
+from shared.paper.positions import Position
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, Trade
 
 Clock = Callable[[], int]

@@ -19,14 +19,14 @@ from redis.asyncio import Redis
 
 from services.executor.checks import Check, RiskState, pretrade
 from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
-from services.executor.paper import LedgerEntry, PaperExchange
-from services.executor.paper.book import SimBook
-from services.executor.paper.positions import Position
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategy import MomentumStrategy
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
+from shared.paper import LedgerEntry, PaperExchange
+from shared.paper.book import SimBook
+from shared.paper.positions import Position
 from shared.runtime import on_stop, service_metrics
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Trade, streams
 from shared.storage import Database

@@ -18,9 +18,9 @@ import asyncpg
 from redis.asyncio import Redis
 
 from services.executor.gateway import VenueBalance
-from services.executor.paper import LedgerEntry
-from services.executor.paper.positions import Position
 from shared.config import BusSettings
+from shared.paper import LedgerEntry
+from shared.paper.positions import Position
 from shared.schemas import OrderEvent, OrderIntent, decode, encode, streams
 from shared.storage import Database, ns_to_datetime
 

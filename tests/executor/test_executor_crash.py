@@ -19,8 +19,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.executor.paper.recorded import read_binance_capture
 from shared.bus import connect_redis
+from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, decode, encode, streams
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ import pytest
 
 from services.executor.cli import collect
 from services.executor.gateway import PaperGateway
-from services.executor.paper import PaperExchange
-from services.executor.paper.recorded import read_binance_capture
 from services.executor.service import Executor
 from services.executor.strategy import MomentumStrategy
 from shared.bus import connect_redis
 from shared.config import Settings
+from shared.paper import PaperExchange
+from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, decode, encode, streams
 from shared.sections.executor import ExecutorSettings
 from shared.storage import Database

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.executor.paper import PaperExchange
-from services.executor.paper.recorded import read_binance_capture
+from shared.paper import PaperExchange
+from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent
 from shared.sections.executor import default_transfers, default_venues
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from services.executor.paper import PaperExchange, load_binance_exchange_info
-from services.executor.paper.recorded import read_binance_capture
+from shared.paper import PaperExchange, load_binance_exchange_info
+from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, Trade
 from shared.sections.executor import VenueSim, default_transfers, default_venues
 

@@ -1,0 +1,84 @@
+"""The paper exchange's view of one market's visible L2 book."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from shared.schemas import BookUpdate
+
+Level = tuple[float, float]
+
+
+class SimBook:
+    """Price → amount per side. Liquidity our own taker orders consume is removed until the venue
+    next reports that level, so two orders never take the same visible volume."""
+
+    __slots__ = ("asks", "bids", "seq")
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        self.seq = 0
+
+    def apply(self, update: BookUpdate) -> None:
+        if update.snapshot:
+            self.bids.clear()
+            self.asks.clear()
+        _set_levels(self.bids, update.bids)
+        _set_levels(self.asks, update.asks)
+        self.seq = update.seq
+
+    def side(self, side: str) -> dict[float, float]:
+        """The levels a ``side`` order rests on (bids for buy)."""
+        return self.bids if side == "buy" else self.asks
+
+    def best_bid(self) -> float | None:
+        return max(self.bids) if self.bids else None
+
+    def best_ask(self) -> float | None:
+        return min(self.asks) if self.asks else None
+
+    def mid(self) -> Decimal | None:
+        bid, ask = self.best_bid(), self.best_ask()
+        if bid is None or ask is None:
+            return None
+        return (Decimal(repr(bid)) + Decimal(repr(ask))) / 2
+
+    def walk(self, side: str, amount: Decimal, limit: Decimal | None) -> list[tuple[Decimal, Decimal]]:
+        """Return the (price, amount) a ``side`` taker order would get, best level first, without
+        going past ``limit`` or the visible depth. The book is not changed (see ``take``)."""
+        levels = self.asks if side == "buy" else self.bids
+        prices = sorted(levels) if side == "buy" else sorted(levels, reverse=True)
+        out: list[tuple[Decimal, Decimal]] = []
+        left = amount
+        for p in prices:
+            if left <= 0:
+                break
+            price = Decimal(repr(p))
+            if limit is not None and (price > limit if side == "buy" else price < limit):
+                break
+            qty = min(left, Decimal(repr(levels[p])))
+            if qty > 0:
+                out.append((price, qty))
+                left -= qty
+        return out
+
+    def take(self, side: str, fills: Iterable[tuple[Decimal, Decimal]]) -> None:
+        """Remove liquidity a ``side`` taker order consumed."""
+        levels = self.asks if side == "buy" else self.bids
+        for price, qty in fills:
+            p = float(price)
+            left = levels.get(p, 0.0) - float(qty)
+            if left <= 1e-15:
+                levels.pop(p, None)
+            else:
+                levels[p] = left
+
+
+def _set_levels(side: dict[float, float], levels: list[Level]) -> None:
+    for price, amount in levels:
+        if amount:
+            side[price] = amount
+        else:
+            side.pop(price, None)
