@@ -80,6 +80,11 @@ class ReplayRules:
     def observe(self, client: Client, record: Record) -> None:
         """Called for every record the client's replay passes (sent or not): venue state keeping."""
 
+    def render(self, client: Client, record: Record) -> str:
+        """The text sent for a recorded frame: verbatim, unless the venue numbers frames per
+        connection (Bitfinex), where it is renumbered for what this client subscribed to."""
+        return record.data
+
     def rest(self, path: str, query: dict[str, str], client: Client | None) -> tuple[int, str]:
         """Answer a REST request: the recorded response to the same path, latest before the client's position."""
         position = client.position_ns if client else 0
@@ -284,7 +289,7 @@ class ReplayServer:
                     continue
                 if ws.closed:
                     return
-                await ws.send_str(record.data)
+                await ws.send_str(rules.render(client, record))
             client.sent += 1
             self.frames_sent[venue] += 1
             if not speed and client.sent % 256 == 0:

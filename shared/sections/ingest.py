@@ -86,6 +86,12 @@ def _default_venues() -> dict[str, VenueSettings]:
             base_url_http="https://www.bitstamp.net",
             symbols=["BTC/USD", "ETH/USD"],
         ),
+        "bitfinex": VenueSettings(
+            enabled=False,
+            base_url_ws="wss://api-pub.bitfinex.com",
+            base_url_http="https://api-pub.bitfinex.com",
+            symbols=["BTC/USD", "ETH/USD"],
+        ),
         "gemini": VenueSettings(
             enabled=False,
             base_url_ws="wss://api.gemini.com",

@@ -22,6 +22,7 @@ NAMES = MappingProxyType(
         "okx": "services.ingest.venues.okx:OKX_VENUE",
         "bybit": "services.ingest.venues.bybit:BYBIT_VENUE",
         "bitstamp": "services.ingest.venues.bitstamp:BITSTAMP_VENUE",
+        "bitfinex": "services.ingest.venues.bitfinex:BITFINEX_VENUE",
         "gemini": "services.ingest.venues.gemini:GEMINI_VENUE",
     }
 )
