@@ -95,7 +95,7 @@ class BitfinexFeed(ResyncFeed):
             if not isinstance(payload, list) or not payload:
                 raise ValueError("expected [price, count, amount] or a list of them")
             snapshot = isinstance(payload[0], list)
-            bids, asks = book_levels(payload if snapshot else [payload])  # type: ignore[list-item]
+            bids, asks = book_levels(payload if snapshot else [payload])
         except (ValueError, TypeError) as exc:
             self.errors("invalid book", frame, str(exc))
             if self.live(symbol) is not None:

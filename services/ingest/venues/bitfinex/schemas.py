@@ -15,6 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.schemas import Trade
+from shared.schemas.messages import Side
 
 MS = 1_000_000
 Level = tuple[float, float]
@@ -46,5 +47,5 @@ def book_levels(levels: list[list[float]]) -> tuple[list[Level], list[Level]]:
 
 def trade_of(row: list[float], exchange: str, symbol: str, recv_ts: int) -> Trade:
     trade_id, ms, amount, price = row[0], row[1], row[2], row[3]
-    side = "buy" if amount > 0 else "sell"
+    side: Side = "buy" if amount > 0 else "sell"
     return Trade(exchange, symbol, str(int(trade_id)), float(price), abs(float(amount)), side, int(ms) * MS, recv_ts)

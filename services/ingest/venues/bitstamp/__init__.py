@@ -46,7 +46,7 @@ class BitstampVenue(SubscribeVenue):
     def parse_markets(self, body: bytes | str) -> SymbolMap:
         return parse_markets(body)
 
-    def session_markets(self, session):  # type: ignore[no-untyped-def]
+    def session_markets(self, session):
         for record in session.rest("trading-pairs-info"):
             try:
                 return self.parse_markets(record.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.schemas import Trade
+from shared.schemas.messages import Side
 
 US = 1_000
 Level = tuple[float, float]
@@ -22,7 +23,7 @@ class TradeData(msgspec.Struct):
     microtimestamp: int
 
     def to_trade(self, exchange: str, symbol: str, recv_ts: int) -> Trade:
-        side = "buy" if self.type == 0 else "sell"
+        side: Side = "buy" if self.type == 0 else "sell"
         return Trade(
             exchange, symbol, str(self.id), self.price_str, self.amount_str, side, self.microtimestamp * US, recv_ts
         )

@@ -44,14 +44,14 @@ class CoinbaseFeed(ResyncFeed):
             return
         kind = type(msg)
         if kind is L2Update:
-            self._update(msg, recv_ts)  # type: ignore[arg-type]
+            self._update(msg, recv_ts)
         elif kind is Match:
-            self._match(msg, recv_ts, frame)  # type: ignore[arg-type]
+            self._match(msg, recv_ts, frame)
         elif kind is Snapshot:
             symbol = self.unified(msg.product_id, frame)
             self._updates[msg.product_id] = 0
-            ts = iso_ns(msg.time) if msg.time else recv_ts  # type: ignore[union-attr]
-            self.publish_snapshot(msg.product_id, symbol, msg.bids, msg.asks, 0, ts, recv_ts)  # type: ignore[union-attr]
+            ts = iso_ns(msg.time) if msg.time else recv_ts
+            self.publish_snapshot(msg.product_id, symbol, msg.bids, msg.asks, 0, ts, recv_ts)
         elif kind is LastMatch:
             self.ignored["last_match"] += 1
 

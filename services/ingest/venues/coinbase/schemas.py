@@ -9,6 +9,7 @@ import msgspec
 
 from services.ingest.venues.subscribed import iso_ns
 from shared.schemas import Trade
+from shared.schemas.messages import Side
 
 Level = tuple[float, float]
 
@@ -55,7 +56,7 @@ class Match(msgspec.Struct, tag_field="type", tag="match"):
     time: str
 
     def to_trade(self, exchange: str, symbol: str, recv_ts: int) -> Trade:
-        taker = "buy" if self.side == "sell" else "sell"
+        taker: Side = "buy" if self.side == "sell" else "sell"
         return Trade(exchange, symbol, str(self.trade_id), self.price, self.size, taker, iso_ns(self.time), recv_ts)
 
 
@@ -65,4 +66,4 @@ class LastMatch(Match, tag="last_match"):
 
 Message = Snapshot | L2Update | Match | LastMatch
 
-decoder = msgspec.json.Decoder(Message, strict=False)  # type: ignore[arg-type]
+decoder = msgspec.json.Decoder(Message, strict=False)

@@ -37,10 +37,10 @@ class GeminiFeed(ResyncFeed):
             return
         kind = type(msg)
         if kind is L2Updates:
-            self._l2(msg, frame, recv_ts)  # type: ignore[arg-type]
+            self._l2(msg, frame, recv_ts)
         elif kind is TradeMessage:
-            if msg.price > 0 and msg.quantity > 0:  # type: ignore[union-attr]
-                self.sink.trade(msg.to_trade(self.exchange, self.unified(msg.symbol, frame), recv_ts))  # type: ignore[union-attr]
+            if msg.price > 0 and msg.quantity > 0:
+                self.sink.trade(msg.to_trade(self.exchange, self.unified(msg.symbol, frame), recv_ts))
             else:
                 self.errors("invalid trade", frame, "price and quantity must be positive numbers")
         elif kind is Heartbeat:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from shared.schemas import Trade
+from shared.schemas.messages import Side
 
 MS = 1_000_000
 
@@ -21,8 +22,10 @@ class TradeMessage(msgspec.Struct, tag_field="type", tag="trade"):
     side: str
 
     def to_trade(self, exchange: str, symbol: str, recv_ts: int) -> Trade:
-        return Trade(exchange, symbol, str(self.event_id), self.price, self.quantity, self.side,
-                     self.timestamp * MS, recv_ts)  # fmt: skip
+        side: Side = "buy" if self.side == "buy" else "sell"
+        return Trade(
+            exchange, symbol, str(self.event_id), self.price, self.quantity, side, self.timestamp * MS, recv_ts
+        )
 
 
 class L2Updates(msgspec.Struct, tag_field="type", tag="l2_updates"):
@@ -44,4 +47,4 @@ class Heartbeat(msgspec.Struct, tag_field="type", tag="heartbeat"):
 
 
 Message = TradeMessage | L2Updates | Heartbeat
-decoder = msgspec.json.Decoder(Message, strict=False)  # type: ignore[arg-type]
+decoder = msgspec.json.Decoder(Message, strict=False)

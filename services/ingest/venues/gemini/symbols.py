@@ -29,7 +29,7 @@ def split(symbol: str) -> str | None:
 def parse_markets(body: bytes | str) -> SymbolMap:
     """A details body, a list of them (the shipped file), or the ``/v1/symbols`` list of names."""
     try:
-        value = msgspec.json.decode(body, type=_Details | list[_Details | str])  # type: ignore[arg-type]
+        value = msgspec.json.decode(body, type=_Details | list[_Details | str])
     except msgspec.DecodeError as exc:
         raise ValueError(f"not a Gemini symbols or symbol-details body: {exc}") from None
     items = value if isinstance(value, list) else [value]

@@ -93,8 +93,7 @@ class KrakenFeed(ResyncFeed):
             snapshot, bids, asks, expected, ts = book_parts(msg)
             bid_levels, ask_levels = _floats(bids), _floats(asks)
             depth = int(channel[5:])
-            if expected is not None:
-                expected = int(expected)
+            want = int(expected) if expected is not None else None
         except (ValueError, TypeError, IndexError, AttributeError) as exc:
             self.errors("invalid book", frame, str(exc))
             if pair in self._unified and self.live(self._unified[pair]) is not None:
@@ -111,11 +110,11 @@ class KrakenFeed(ResyncFeed):
         book.apply_text(bids, asks, book.seq + 1, ts or recv_ts)
         for removed, is_bids in _truncate(book, depth):
             (bid_levels if is_bids else ask_levels).extend(removed)
-        if expected is not None:
+        if want is not None:
             top_bids, top_asks = book.top_text(CHECKSUM_LEVELS)
             actual = checksum(top_bids, top_asks)
-            if actual != expected:
-                self.lost(pair, f"checksum mismatch: book gives {actual}, Kraken says {expected}", recv_ts)
+            if actual != want:
+                self.lost(pair, f"checksum mismatch: book gives {actual}, Kraken says {want}", recv_ts)
                 return
             self.verified += 1
         self.publish_delta(book, bid_levels, ask_levels, book.seq, ts or recv_ts, recv_ts)

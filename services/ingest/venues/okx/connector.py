@@ -119,10 +119,11 @@ class OkxFeed(ResyncFeed):
             self._seq[inst] = data.seqId
             self._verify(inst, book, data, recv_ts)
             return
-        book = self.live(symbol)
-        if book is None:
+        live = self.live(symbol)
+        if live is None:
             self.ignored["book update before snapshot"] += 1
             return
+        book = live
         last = self._seq.get(inst)
         if data.prevSeqId is not None and last is not None:
             if data.seqId is not None and data.seqId <= last and data.prevSeqId < last:

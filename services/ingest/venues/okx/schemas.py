@@ -9,6 +9,7 @@ import msgspec
 
 from services.ingest.book import TextLevel, crc32_signed, interleave
 from shared.schemas import Trade
+from shared.schemas.messages import Side
 
 MS = 1_000_000
 
@@ -30,7 +31,8 @@ class TradeData(msgspec.Struct):
     ts: int
 
     def to_trade(self, exchange: str, symbol: str, recv_ts: int) -> Trade:
-        return Trade(exchange, symbol, self.tradeId, self.px, self.sz, self.side, self.ts * MS, recv_ts)
+        side: Side = "buy" if self.side == "buy" else "sell"
+        return Trade(exchange, symbol, self.tradeId, self.px, self.sz, side, self.ts * MS, recv_ts)
 
 
 class BookData(msgspec.Struct):
