@@ -56,6 +56,9 @@ def _fail(message: str) -> None:
     help="override one setting, e.g. --set training.lr=1e-4 --set env.reward=dsr",
 )
 @click.option("--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when DATA holds trades")
+@click.option(
+    "--folds", type=int, default=0, help="walk-forward: retrain K times on an expanding window, judged on the next fold"
+)
 def train(
     algo: str,
     data_path: str,
@@ -66,6 +69,7 @@ def train(
     config_path: str | None,
     overrides: tuple[str, ...],
     bar_seconds: float,
+    folds: int,
 ) -> None:
     """Train a policy offline; write a checkpoint dir and print ONE JSON line of metrics.
 
@@ -84,6 +88,17 @@ def train(
     except (DataError, TrainingError) as exc:
         _fail(str(exc))
     out = Path(out_dir or Path(settings.trainer.policy_dir) / f"{algo}-{Path(data_path).name.split('.')[0]}-s{seed}")
+    gpus = settings.trainer.gpus if gpus is None else gpus
+    if folds > 0:
+        from services.trainer.evaluation import public_report, walk_forward_train
+
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                summary = walk_forward_train(bars, algo, out, folds, timesteps, seed, gpus, config)
+            except (TrainingError, DataError, ValueError) as exc:
+                _fail(str(exc))
+        click.echo(json.dumps(public_report(summary)))
+        return
     with click.progressbar(length=timesteps, label=f"training {algo}", file=sys.stderr) as bar:
         shown = 0
 
@@ -100,7 +115,7 @@ def train(
                     out,
                     timesteps,
                     seed,
-                    settings.trainer.gpus if gpus is None else gpus,
+                    gpus,
                     config,
                     data_label=str(data_path),
                     progress=progress,

@@ -81,3 +81,19 @@ def test_train_checkpoint_backtest(algo: str, ray_up: None, market_csv: Path, tm
         assert key in metrics and key in metrics["baselines"]["momentum"]
     split = json.loads((out / "tradewind.json").read_text())["split"]
     assert metrics["bars"] == 2_000 - split["train_end"] - 1  # only bars after the training data
+
+
+def test_walk_forward_retrains_per_fold(ray_up: None, market_csv: Path, tmp_path: Path) -> None:
+    args = ["--algo", "ppo", "--data", str(market_csv), "--timesteps", "256", "--folds", "2", "--out", str(tmp_path)]
+    result = CliRunner().invoke(train, [*args, *TINY["ppo"]], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(summary["folds"]) == 2 and set(summary["baselines"]) == {"buy_and_hold", "flat", "momentum"}
+    for k, fold in enumerate(summary["folds"]):
+        meta = json.loads((tmp_path / f"fold-{k}" / "tradewind.json").read_text())
+        assert fold["from_ts"] > meta["train_to_ns"]  # each fold is judged after its own training data
+    first, second = summary["folds"]
+    assert first["to_ts"] <= second["from_ts"]
+    assert summary["bars"] == 2_000 // 2 - 2  # the second half, less each fold's last bar
+    chained = (1 + first["total_return"]) * (1 + second["total_return"]) - 1
+    assert summary["total_return"] == pytest.approx(chained, rel=1e-9, abs=1e-12)
