@@ -163,7 +163,7 @@ class RiskService:
         now = self.clock()
         equity, intraday, total = self.portfolio.drawdowns(now)
         venues = {}
-        for venue in sorted(set(self.portfolio.balances) | set(self.portfolio.margin) | set(self.last_data)):
+        for venue in sorted({*self.portfolio.balances, *self.portfolio.margin, *self.last_data, *self.venue_halts}):
             gross, net = self.portfolio.exposure(venue)
             value, unpriced = self.portfolio.venue_equity(venue)
             venues[venue] = {

@@ -1,0 +1,143 @@
+"""Kill switch and heartbeat through real Redis and PostgreSQL: what an executor sees on risk:control."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner
+
+from services.risk import service as risk_service
+from services.risk.cli import halt, resume
+from shared import pretrade
+from shared.bus import Consumer, Delivery
+from shared.config import BusSettings, Settings
+from shared.pretrade import PreTradeGuard
+from shared.schemas import OrderEvent, OrderIntent, RiskControl, Status, streams
+from shared.sections.risk import RiskSettings
+
+pytestmark = pytest.mark.integration
+
+
+def intent(uid: str) -> OrderIntent:
+    return OrderIntent(f"o-{uid}", f"v{uid}", "BTC/USDT", "buy", "limit", 0.1, 0, price=100.0)
+
+
+def armed_guard(risk: RiskSettings, uid: str) -> PreTradeGuard:
+    guard = PreTradeGuard(risk, now_ns=time.time_ns())
+    guard.set_mid(f"v{uid}", "BTC/USDT", 100.0)
+    guard.set_free(f"v{uid}", "USDT", 1e6)
+    guard.on_order_event(OrderEvent(f"rest-{uid}", f"v{uid}", "BTC/USDT", "buy", "accepted", 0))
+    return guard
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
+    redis_url: str, database_url: str, db, redis, uid: str, bus_settings: BusSettings
+) -> None:
+    guard = armed_guard(RiskSettings(), uid)
+    assert guard.check(intent(uid), time.time_ns()) is None
+    seen: list[tuple[str, str | None, list[OrderIntent]]] = []
+
+    async def executor_handler(batch: list[Delivery]) -> None:
+        for delivery in batch:
+            for msg in delivery.messages:
+                if isinstance(msg, RiskControl) and msg.reason.endswith(uid):
+                    cancels = guard.on_control(msg, time.time_ns())
+                    seen.append((msg.action, guard.check(intent(uid), time.time_ns()), cancels))  # same turn
+
+    consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
+    task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.1)  # the group exists before anything is published
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+    result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
+    assert result.exit_code == 0, result.output
+    await until(lambda: len(seen) == 1)
+    action, reason, cancels = seen[0]
+    assert (action, reason) == ("halt", pretrade.HALTED)
+    assert [(c.client_order_id, c.cancel) for c in cancels] == [(f"rest-{uid}", True)]
+    result = await asyncio.to_thread(CliRunner().invoke, resume, ["--reason", f"over {uid}"], env=env)
+    assert result.exit_code == 0, result.output
+    await until(lambda: len(seen) == 2)
+    assert seen[1][:2] == ("resume", None)
+    consumer.stop()
+    await task
+    rows = await db.fetch(
+        "SELECT kind, severity FROM risk_events WHERE detail->>'reason' IN ($1, $2) ORDER BY ts",
+        f"drill {uid}",
+        f"over {uid}",
+    )
+    assert [(r["kind"], r["severity"]) for r in rows] == [("halt", "critical"), ("resume", "info")]
+
+
+async def test_executor_halts_when_risk_goes_silent(
+    redis_url: str, database_url: str, db, redis, uid: str, bus_settings: BusSettings
+) -> None:
+    risk = RiskSettings(heartbeat_s=0.05, heartbeat_timeout_s=0.4, group=f"risk-{uid}", market_data_venues=[f"v{uid}"])
+    settings = Settings(redis_url=redis_url, database_url=database_url, bus=bus_settings, risk=risk)
+    guard = armed_guard(risk, uid)
+    controls: list[RiskControl] = []
+
+    async def executor_handler(batch: list[Delivery]) -> None:
+        for delivery in batch:
+            for msg in delivery.messages:
+                if isinstance(msg, RiskControl):
+                    guard.on_control(msg, time.time_ns())
+                    controls.append(msg)
+
+    consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
+    consumer_task = asyncio.create_task(consumer.run())
+    await asyncio.sleep(0.1)
+    stopping = asyncio.Event()
+    service_task = asyncio.create_task(risk_service.run(settings, stopping))
+    await until(lambda: sum(c.action == "heartbeat" for c in controls) >= 3)
+    await asyncio.sleep(0.5)  # longer than the timeout: heartbeats keep the guard open
+    assert guard.check(intent(uid), time.time_ns()) is None
+    # A feed gap on the venue halts it through risk:control and is recorded.
+    await redis.xadd(
+        streams.MD_STATUS,
+        {
+            streams.FIELD: __import__("shared.schemas", fromlist=["encode"]).encode(
+                Status(f"v{uid}", "gap", time.time_ns(), "BTC/USDT", "seq jump")
+            )
+        },
+    )
+    await until(lambda: any(c.action == "halt" and c.exchange == f"v{uid}" for c in controls))
+    assert guard.check(intent(uid), time.time_ns()) == pretrade.VENUE_HALTED
+    await until_state_shows(redis, f"v{uid}")
+    stopping.set()  # the risk service dies
+    await service_task
+    silent_since = time.time_ns()
+    await guard_waits_out(guard, uid, silent_since, risk.heartbeat_timeout_s)
+    consumer.stop()
+    await consumer_task
+    rows = await db.fetch("SELECT kind FROM risk_events WHERE exchange = $1", f"v{uid}")
+    assert [r["kind"] for r in rows] == ["halt"]
+
+
+async def until_state_shows(redis, venue: str) -> None:
+    """The state the service publishes for `tradewind status` names the halted venue."""
+    deadline = time.monotonic() + 5
+    while True:
+        raw = await redis.get(streams.RISK_STATE)
+        if raw and json.loads(raw)["venues"].get(venue, {}).get("halted") == "feed gap":
+            return
+        assert time.monotonic() < deadline, f"risk state never showed {venue} halted: {raw!r}"
+        await asyncio.sleep(0.02)
+
+
+async def guard_waits_out(guard: PreTradeGuard, uid: str, since: int, timeout_s: float) -> None:
+    """Still open before the timeout (last limits enforced), halted once it has passed."""
+    guard.on_control(RiskControl("resume", since, exchange=f"v{uid}"), since)  # isolate the heartbeat rule
+    assert guard.check(intent(uid), since) is None
+    await asyncio.sleep(timeout_s + 0.1)
+    assert guard.check(intent(uid), time.time_ns()) == pretrade.HEARTBEAT_LOST
