@@ -18,8 +18,10 @@ DATA = Path(__file__).parents[1] / "data" / "risk" / "binance_btcusdt_20240808-0
 
 @pytest.fixture(scope="module")
 def crash_runs() -> dict[bool, dict]:
-    config = {"crash_depth": 0.3, "fall_s": 5.0, "recover_s": 60.0, "crash_at_s": 120.0}
-    return {hedge: simulate(DATA, RiskSettings(), SimConfig(hedge=hedge, **config)) for hedge in (True, False)}
+    return {
+        hedge: simulate(DATA, RiskSettings(), SimConfig(crash_depth=0.3, fall_s=5.0, recover_s=60.0, hedge=hedge))
+        for hedge in (True, False)
+    }
 
 
 def test_unhedged_crash_costs_what_the_inventory_loses(crash_runs: dict[bool, dict]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from click.testing import CliRunner
+from redis.asyncio import Redis
 
 from services.risk import service as risk_service
 from services.risk.cli import halt, resume
@@ -18,6 +19,7 @@ from shared.config import BusSettings, Settings
 from shared.pretrade import PreTradeGuard
 from shared.schemas import OrderEvent, OrderIntent, RiskControl, Status, streams
 from shared.sections.risk import RiskSettings
+from shared.storage import Database
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +44,7 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
-    redis_url: str, database_url: str, db, redis, uid: str, bus_settings: BusSettings
+    redis_url: str, database_url: str, db: Database, redis: Redis, uid: str, bus_settings: BusSettings
 ) -> None:
     guard = armed_guard(RiskSettings(), uid)
     assert guard.check(intent(uid), time.time_ns()) is None
@@ -80,7 +82,7 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
 
 
 async def test_executor_halts_when_risk_goes_silent(
-    redis_url: str, database_url: str, db, redis, uid: str, bus_settings: BusSettings
+    redis_url: str, database_url: str, db: Database, redis: Redis, uid: str, bus_settings: BusSettings
 ) -> None:
     risk = RiskSettings(heartbeat_s=0.05, heartbeat_timeout_s=0.4, group=f"risk-{uid}", market_data_venues=[f"v{uid}"])
     settings = Settings(redis_url=redis_url, database_url=database_url, bus=bus_settings, risk=risk)
@@ -124,7 +126,7 @@ async def test_executor_halts_when_risk_goes_silent(
     assert [r["kind"] for r in rows] == ["halt"]
 
 
-async def until_state_shows(redis, venue: str) -> None:
+async def until_state_shows(redis: Redis, venue: str) -> None:
     """The state the service publishes for `tradewind status` names the halted venue."""
     deadline = time.monotonic() + 5
     while True:

@@ -23,8 +23,8 @@ class Clock:
 def service(**risk: object) -> tuple[RiskService, Clock]:
     clock = Clock()
     settings = Settings(
-        risk=RiskSettings(crash=CrashSettings(warmup_s=1.0), **risk),  # type: ignore[arg-type]
-        executor={"initial_balances": {"binance": {"USDT": 10_000.0, "BTC": 1.0}}},  # type: ignore[arg-type]
+        risk=RiskSettings(crash=CrashSettings(warmup_s=1.0), **risk),
+        executor={"initial_balances": {"binance": {"USDT": 10_000.0, "BTC": 1.0}}},
     )
     return RiskService(settings, clock), clock
 
