@@ -120,7 +120,7 @@ def train(
                     data_label=str(data_path),
                     progress=progress,
                 )
-        except (TrainingError, DataError) as exc:
+        except (TrainingError, DataError, ValueError) as exc:
             _fail(str(exc))
     click.echo(json.dumps(result.metrics))
 
@@ -175,7 +175,8 @@ def backtest(
         policy = load_policy(policy_spec)
     except (DataError, PolicyError) as exc:
         _fail(str(exc))
-    market = compute_features(bars)
+    options = policy.feature_options if isinstance(policy, CheckpointPolicy) else {}
+    market = compute_features(bars, **options)
     if isinstance(policy, CheckpointPolicy):
         config = policy.env_config
     else:

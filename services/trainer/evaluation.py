@@ -308,7 +308,7 @@ def walk_forward_train(
         out = Path(out_dir) / f"fold-{k}"
         train_fn(data, algo, out, timesteps=timesteps, seed=seed + k, gpus=gpus, config=fold_config)
         policy = CheckpointPolicy.load(out)
-        market = compute_features(data)
+        market = compute_features(data, **policy.feature_options)
         report = walk_forward(policy, market, policy.env_config, start=int(edges[k]), windows=1)
         fold_reports.append(report)
     return _chain_folds(fold_reports, algo, market.bar_seconds)

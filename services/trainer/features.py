@@ -52,8 +52,18 @@ def _normalise(x: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.clip(z.fillna(0.0).to_numpy(), -CLIP, CLIP)
 
 
-def compute_features(bars: Bars) -> MarketData:
-    """Compute the causal, normalised feature matrix for `bars`."""
+TIME_FEATURES = ("day", "week", "none")
+
+
+def compute_features(bars: Bars, time_features: str = "day") -> MarketData:
+    """Compute the causal, normalised feature matrix for `bars`.
+
+    `time_features`: "day" adds the time of day, "week" also the day of week, "none" neither.
+    On short histories they act as a bar identifier that a Q-network memorises, so they are
+    configurable (synthetic markets have no calendar at all).
+    """
+    if time_features not in TIME_FEATURES:
+        raise ValueError(f"features.time: expected one of {TIME_FEATURES}, found {time_features!r}")
     close = bars.close
     log_close = np.log(close)
     columns: dict[str, NDArray[np.float64]] = {}
@@ -76,7 +86,10 @@ def compute_features(bars: Bars) -> MarketData:
     seconds = bars.ts // NS_PER_S
     day = 2 * np.pi * (seconds % 86_400) / 86_400
     week = 2 * np.pi * (seconds % (7 * 86_400)) / (7 * 86_400)
-    columns.update(hour_sin=np.sin(day), hour_cos=np.cos(day), week_sin=np.sin(week), week_cos=np.cos(week))
+    if time_features != "none":
+        columns.update(hour_sin=np.sin(day), hour_cos=np.cos(day))
+    if time_features == "week":
+        columns.update(week_sin=np.sin(week), week_cos=np.cos(week))
     names = tuple(columns)
     matrix = np.column_stack([columns[n] for n in names]).astype(np.float32)
     return MarketData(

@@ -84,6 +84,7 @@ class CheckpointPolicy:
         self.path = path
         self.name = f"{meta['algo']}:{path.name}"
         self.env_config = env_config_from_dict(meta["env"])
+        self.feature_options: dict[str, Any] = meta.get("features", {})
 
     @classmethod
     def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:

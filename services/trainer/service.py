@@ -24,7 +24,7 @@ from services.trainer.evaluation import PolicyRegistry, should_promote, walk_for
 from services.trainer.features import compute_features
 from services.trainer.live_bars import LiveBars
 from services.trainer.policy import CheckpointPolicy
-from services.trainer.training import Split, TrainingError, load_config, train
+from services.trainer.training import Split, TrainingError, feature_options, load_config, train
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
 from shared.runtime import on_stop
@@ -93,7 +93,7 @@ class OnlineTrainer:
             f"env.allow_short={str(self.cfg.allow_short).lower()}",
         )
         config = load_config(self.cfg.algo, None, overrides)
-        market = compute_features(bars)
+        market = compute_features(bars, **feature_options(config))
         split = Split.by_fractions(len(market), 1 - holdout, holdout / 2)
         root = Path(self.cfg.policy_dir).resolve()
         runs: list[tuple[str, Path | None]] = [(self.cfg.algo, None)]

@@ -61,6 +61,11 @@ def load_config(algo: str, path: str | Path | None = None, overrides: tuple[str,
     return config
 
 
+def feature_options(config: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of `compute_features` from the `[features]` section."""
+    return {"time_features": str(config.get("features", {}).get("time", "day"))}
+
+
 def cost_model_from(config: dict[str, Any]) -> CostModel:
     cost = config.get("cost", {})
     fee = float(cost.get("taker_fee", 0.001))
@@ -78,7 +83,7 @@ def env_config_from(config: dict[str, Any], start: int = 0, stop: int | None = N
         env["levels"] = tuple(float(x) for x in env["levels"])
     try:
         return EnvConfig(cost=cost_model_from(config), start=start, stop=stop, **env)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise TrainingError(f"[env] section: {exc}") from exc
 
 
@@ -208,7 +213,8 @@ def train(
 
     config = config or load_config(algo)
     split_cfg = config.get("split", {})
-    market = compute_features(bars)
+    features = feature_options(config)
+    market = compute_features(bars, **features)
     split = Split.by_fractions(len(market), float(split_cfg.get("train", 0.6)), float(split_cfg.get("validation", 0.2)))
     env_config = env_config_from(config, 0, split.train_end)
     algo_config = build_algorithm_config(algo, config, market, env_config, seed, gpus)
@@ -237,6 +243,7 @@ def train(
         "seed": seed,
         "data": data_label,
         "feature_names": list(market.names),
+        "features": features,
         "env": _env_config_dict(env_config),
         "config": config,
         "split": asdict(split),
