@@ -246,21 +246,22 @@ class PreTradeGuard:
     def check(self, intent: OrderIntent, now_ns: int) -> str | None:
         """``None`` when the order may go out, else the reason code of the first rule it breaks.
 
-        Cancels always pass (they only reduce risk). Passing consumes one token of the venue's
-        order-rate bucket.
+        Cancels always pass; reduce-only orders pass the halts (they only reduce risk) but not the
+        other limits. Passing consumes one token of the venue's order-rate bucket.
         """
         if intent.cancel:
             return None
-        if self.halted:
-            return HALTED
-        if now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns:
-            return HEARTBEAT_LOST
         book = self.venue(intent.exchange)
-        if book.halted:
-            return VENUE_HALTED
         buy = intent.side == "buy"
-        if buy and book.buys_blocked and not intent.reduce_only:
-            return CRASH_NO_BUY
+        if not intent.reduce_only:  # reducing risk stays allowed while halted (margin safety needs it)
+            if self.halted:
+                return HALTED
+            if now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns:
+                return HEARTBEAT_LOST
+            if book.halted:
+                return VENUE_HALTED
+            if buy and book.buys_blocked:
+                return CRASH_NO_BUY
         lim = self.limits(intent.exchange, intent.symbol)
         mid = self.mids.get((intent.exchange, intent.symbol))
         price = intent.price if intent.price is not None else mid

@@ -257,6 +257,8 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
         for c in consumers:
             c.stop()
 
+    limits = settings.risk.limits.model_dump()
+    await recorder.emit([RiskEvent("service_start", time.time_ns(), detail={**limits, "mode": settings.mode})])
     log.info("risk: watching %d market-data streams; heartbeat every %.1fs", len(md_streams), settings.risk.heartbeat_s)
     try:
         await asyncio.gather(ticker(), *(c.run() for c in consumers))

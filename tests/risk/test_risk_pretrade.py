@@ -158,6 +158,7 @@ def test_halt_global_and_venue_and_resume() -> None:
     assert g.check(order(1.0), 1) == pretrade.HALTED
     cancel = OrderIntent("c", "binance", "BTC/USDT", "buy", "limit", 1.0, 0, cancel=True)
     assert g.check(cancel, 1) is None  # cancels always go out
+    assert g.check(order(1.0, side="sell", margin_mode="cross", reduce_only=True), 1) is None  # nor do reductions
     g.on_control(RiskControl("resume", 2), 2)
     assert g.check(order(1.0), 2) is None
     g.on_control(RiskControl("halt", 3, exchange="binance", reason="stale"), 3)
@@ -182,6 +183,7 @@ def test_heartbeat_timeout_boundary() -> None:
     g.on_control(RiskControl("heartbeat", 0), 10 * SEC)
     assert g.check(order(1.0), 15 * SEC) is None
     assert g.check(order(1.0), 15 * SEC + 1) == pretrade.HEARTBEAT_LOST
+    assert g.check(order(1.0, side="sell", reduce_only=True), 15 * SEC + 1) is None
     g.on_control(RiskControl("heartbeat", 0), 16 * SEC)
     assert g.check(order(1.0), 16 * SEC) is None
 
