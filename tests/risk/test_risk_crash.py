@@ -154,3 +154,32 @@ def test_margin_reduce_amount_reaches_target_level() -> None:
     x = margin_reduce_amount(assets, debt, price, 2.0)
     assert (assets - x * price) / ((debt - x) * price) == pytest.approx(2.0)
     assert margin_reduce_amount(300.0, 1.0, 100.0, 2.0) == 0.0
+
+
+FIVE_VENUES = DATA.parent / "cryptofeed_5venues.jsonl.gz"
+
+
+def _crash_starts(messages: list[BookUpdate | Trade]) -> list[tuple[str, str]]:
+    d = CrashDetector(CrashSettings())
+    starts = []
+    for msg in messages:
+        t = d.on_book(msg) if isinstance(msg, BookUpdate) else d.on_trade(msg)
+        if t is not None and t.to_state == "crash":
+            starts.append((t.exchange, t.symbol))
+    return starts
+
+
+def test_no_false_alarm_on_five_venues_forty_markets() -> None:
+    messages = load_messages(FIVE_VENUES)
+    assert len({m.exchange for m in messages}) == 5
+    assert len({(m.exchange, m.symbol) for m in messages}) >= 30  # majors and thin markets alike
+    assert _crash_starts(messages) == []
+
+
+def test_the_same_sessions_do_crash_when_one_venue_does() -> None:
+    messages = load_messages(FIVE_VENUES)
+    kraken = [m for m in messages if m.exchange == "kraken"]
+    start = kraken[0].recv_ts + 15 * NS  # after the detector's warm-up, inside the 30 s session
+    crashed = list(inject(messages, CrashProfile("kraken", start, 0.3, 5.0, 60.0)))
+    starts = _crash_starts(crashed)
+    assert starts and {venue for venue, _ in starts} == {"kraken"}
