@@ -145,6 +145,7 @@ class PreTradeGuard:
         self.mids: dict[tuple[str, str], float] = {}
         self._limits: dict[tuple[str, str], ResolvedLimits] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        self.overrides: dict[str | None, dict[str, float]] = {}  # from risk:control set_limit; None: every venue
         self.heartbeat_timeout_ns = int(risk.heartbeat_timeout_s * 1e9)
         self.last_heartbeat_ns = now_ns  # the grace period starts when the guard does
 
@@ -207,8 +208,13 @@ class PreTradeGuard:
                     book.halted = ""
             else:
                 self.venue(control.exchange).halted = ""
-        elif control.action == "set_limit" and control.exchange is not None and _BLOCK_BUYS in control.limits:
-            self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
+        elif control.action == "set_limit":
+            if control.exchange is not None and _BLOCK_BUYS in control.limits:
+                self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
+            changed = {k: v for k, v in control.limits.items() if k in LIMIT_FIELDS}
+            if changed:  # kept until changed again: enforced even after the risk service goes silent
+                self.overrides.setdefault(control.exchange, {}).update(changed)
+                self._limits.clear()
         return []
 
     def cancels(self, exchange: str | None, now_ns: int) -> list[OrderIntent]:
@@ -230,6 +236,9 @@ class PreTradeGuard:
         got = self._limits.get(key)
         if got is None:
             lim = resolve_limits(self.risk, venue, symbol)
+            runtime = {**self.overrides.get(None, {}), **self.overrides.get(venue, {})}
+            if runtime:
+                lim = lim.model_copy(update=runtime)
             got = self._limits[key] = ResolvedLimits(
                 _inf(lim.max_order_notional),
                 _inf(lim.max_position_notional),

@@ -159,11 +159,13 @@ class CrashDetector:
         div = self._divergence(m, ts)
         if m.state == "normal":
             z = drop / window_vol
-            confirmations = self._confirmations(m, div)
-            by_velocity = drop >= self.s.min_drop and z >= self.s.z_threshold and confirmations >= self.s.confirmations
-            if by_velocity or (div is not None and div <= -self.s.divergence_alone):
-                m.ref_price, m.trough, m.trough_ns, m.crash_ns = high, price, ts, ts
-                return self._move(m, "crash", ts, drop=drop, z=z, confirmations=confirmations, divergence=div)
+            velocity = drop >= self.s.min_drop and z >= self.s.z_threshold
+            alone = div is not None and div <= -self.s.divergence_alone
+            if velocity or alone:  # only then look at the other signals (depth walks the book)
+                confirmations = self._confirmations(m, div)
+                if alone or confirmations >= self.s.confirmations:
+                    m.ref_price, m.trough, m.trough_ns, m.crash_ns = high, price, ts, ts
+                    return self._move(m, "crash", ts, drop=drop, z=z, confirmations=confirmations, divergence=div)
             self._learn(m, price, ts)
             return None
         self._learn(m, price, ts)

@@ -202,3 +202,19 @@ def test_limits_configured_only_when_explicit_and_bounded() -> None:
 def test_bad_symbol_named(symbol: str) -> None:
     with pytest.raises(ValueError, match=symbol.replace("/", ".")):
         pretrade.split_symbol(symbol)
+
+
+def test_limit_changes_from_risk_control_persist_when_risk_goes_silent() -> None:
+    g = guard(max_order_notional=1_000.0)
+    assert g.check(order(1.0), 0) is None
+    g.on_control(RiskControl("set_limit", 0, exchange="binance", limits={"max_order_notional": 50.0}), 0)
+    assert g.check(order(0.5), 0) is None
+    assert g.check(order(0.6), 0) == pretrade.MAX_NOTIONAL
+    assert g.check(order(1.0, exchange="kraken"), 0) is None  # that venue only
+    g.on_control(RiskControl("set_limit", 0, limits={"max_order_notional": 80.0}), 0)  # every venue
+    assert g.check(order(0.9, exchange="kraken"), 0) == pretrade.MAX_NOTIONAL
+    assert g.check(order(0.6), 0) == pretrade.MAX_NOTIONAL  # the venue's own change still wins there
+    late = 10 * SEC  # the risk service is silent: new orders stop, the last limits still apply to reductions
+    assert g.check(order(0.5), late) == pretrade.HEARTBEAT_LOST
+    assert g.check(order(0.6, side="sell", reduce_only=True), late) == pretrade.MAX_NOTIONAL
+    assert g.check(order(0.5, side="sell", reduce_only=True), late) is None
