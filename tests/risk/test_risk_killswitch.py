@@ -17,7 +17,7 @@ from shared import pretrade
 from shared.bus import Consumer, Delivery
 from shared.config import BusSettings, Settings
 from shared.pretrade import PreTradeGuard
-from shared.schemas import OrderEvent, OrderIntent, RiskControl, Status, streams
+from shared.schemas import OrderEvent, OrderIntent, RiskControl, Status, encode, streams
 from shared.sections.risk import RiskSettings
 from shared.storage import Database
 
@@ -59,20 +59,22 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
 
     consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
     task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.1)  # the group exists before anything is published
-    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
-    result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
-    assert result.exit_code == 0, result.output
-    await until(lambda: len(seen) == 1)
-    action, reason, cancels = seen[0]
-    assert (action, reason) == ("halt", pretrade.HALTED)
-    assert [(c.client_order_id, c.cancel) for c in cancels] == [(f"rest-{uid}", True)]
-    result = await asyncio.to_thread(CliRunner().invoke, resume, ["--reason", f"over {uid}"], env=env)
-    assert result.exit_code == 0, result.output
-    await until(lambda: len(seen) == 2)
-    assert seen[1][:2] == ("resume", None)
-    consumer.stop()
-    await task
+    try:
+        await asyncio.sleep(0.1)  # the group exists before anything is published
+        env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+        result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
+        assert result.exit_code == 0, result.output
+        await until(lambda: len(seen) == 1)
+        action, reason, cancels = seen[0]
+        assert (action, reason) == ("halt", pretrade.HALTED)
+        assert [(c.client_order_id, c.cancel) for c in cancels] == [(f"rest-{uid}", True)]
+        result = await asyncio.to_thread(CliRunner().invoke, resume, ["--reason", f"over {uid}"], env=env)
+        assert result.exit_code == 0, result.output
+        await until(lambda: len(seen) == 2)
+        assert seen[1][:2] == ("resume", None)
+    finally:
+        consumer.stop()
+        await task
     rows = await db.fetch(
         "SELECT kind, severity FROM risk_events WHERE detail->>'reason' IN ($1, $2) ORDER BY ts",
         f"drill {uid}",
@@ -98,30 +100,29 @@ async def test_executor_halts_when_risk_goes_silent(
 
     consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
     consumer_task = asyncio.create_task(consumer.run())
-    await asyncio.sleep(0.1)
     stopping = asyncio.Event()
-    service_task = asyncio.create_task(risk_service.run(settings, stopping))
-    await until(lambda: sum(c.action == "heartbeat" for c in controls) >= 3)
-    await asyncio.sleep(0.5)  # longer than the timeout: heartbeats keep the guard open
-    assert guard.check(intent(uid), time.time_ns()) is None
-    # A feed gap on the venue halts it through risk:control and is recorded.
-    await redis.xadd(
-        streams.MD_STATUS,
-        {
-            streams.FIELD: __import__("shared.schemas", fromlist=["encode"]).encode(
-                Status(f"v{uid}", "gap", time.time_ns(), "BTC/USDT", "seq jump")
-            )
-        },
-    )
-    await until(lambda: any(c.action == "halt" and c.exchange == f"v{uid}" for c in controls))
-    assert guard.check(intent(uid), time.time_ns()) == pretrade.VENUE_HALTED
-    await until_state_shows(redis, f"v{uid}")
-    stopping.set()  # the risk service dies
-    await service_task
-    silent_since = time.time_ns()
-    await guard_waits_out(guard, uid, silent_since, risk.heartbeat_timeout_s)
-    consumer.stop()
-    await consumer_task
+    service_task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.sleep(0.1)
+        service_task = asyncio.create_task(risk_service.run(settings, stopping))
+        await until(lambda: sum(c.action == "heartbeat" for c in controls) >= 3)
+        await asyncio.sleep(0.5)  # longer than the timeout: heartbeats keep the guard open
+        assert guard.check(intent(uid), time.time_ns()) is None
+        # A feed gap on the venue halts it through risk:control and is recorded.
+        gap = Status(f"v{uid}", "gap", time.time_ns(), "BTC/USDT", "seq jump")
+        await redis.xadd(streams.MD_STATUS, {streams.FIELD: encode(gap)})
+        await until(lambda: any(c.action == "halt" and c.exchange == f"v{uid}" for c in controls))
+        assert guard.check(intent(uid), time.time_ns()) == pretrade.VENUE_HALTED
+        await until_state_shows(redis, f"v{uid}")
+        stopping.set()  # the risk service dies
+        await service_task
+        await guard_waits_out(guard, uid, time.time_ns(), risk.heartbeat_timeout_s)
+    finally:
+        stopping.set()
+        if service_task is not None:
+            await service_task
+        consumer.stop()
+        await consumer_task
     rows = await db.fetch("SELECT kind FROM risk_events WHERE exchange = $1", f"v{uid}")
     assert [r["kind"] for r in rows] == ["halt"]
 
