@@ -1,5 +1,7 @@
 """Settings of the arbitrage area (`TRADEWIND_ARBITRAGE__...`)."""
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.sections.base import Section
@@ -33,3 +35,30 @@ class ArbitrageSettings(Section):
     )
     max_executions_per_hour: int = Field(60, ge=0, description="cycle executions started per rolling hour")
     cooldown_s: float = Field(30.0, ge=0, description="pause after a failed execution before trading again")
+    enabled: bool | None = Field(
+        None, description="run the cycle strategy in the executor; default: on in replay mode, off otherwise"
+    )
+    venues: list[str] = Field(
+        default_factory=lambda: [
+            "binance",
+            "binance_us",
+            "coinbase",
+            "kraken",
+            "okx",
+            "bitstamp",
+            "bitfinex",
+            "gemini",
+        ],
+        description="spot venues whose books the strategy watches (one cycle graph each)",
+    )
+    markets_files: dict[str, Path] = Field(
+        default_factory=dict,
+        description="venue → market list (exchangeInfo or ccxt JSON) fixing the graph and lot rules up front; "
+        "without one, the graph grows with the symbols seen on md:book and uses the paper venue's taker fee",
+    )
+    sizing_depth: int = Field(20, ge=1, le=1000, description="book levels per side that sizing walks")
+    record_interval_s: float = Field(
+        1.0, ge=0, description="an opportunity that persists is stored (and logged) at most this often per cycle"
+    )
+    log_interval_s: float = Field(10.0, gt=0, description="how often the scanning summary is logged at INFO")
+    max_unwind_orders: int = Field(8, ge=1, description="market orders one failed execution may use to unwind")

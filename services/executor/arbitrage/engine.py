@@ -107,6 +107,13 @@ class CycleEngine:
         self._sums[:] = self._edge_lr[self.cycles.edges].sum(axis=1)
         return np.flatnonzero(self._sums > self._threshold).tolist()
 
+    def best(self) -> tuple[int, float] | None:
+        """The cycle with the highest net return at the top of the book and that return (after a resync)."""
+        if not len(self._sums):
+            return None
+        cycle = int(np.argmax(self._sums))
+        return (cycle, self.exact_returns(cycle)[1]) if self._sums[cycle] > -np.inf else None
+
     def exact_returns(self, cycle: int) -> tuple[float, float]:
         """``(gross, net)`` return of one pass at the top of the book, from the prices themselves."""
         gross = 1.0

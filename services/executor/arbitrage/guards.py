@@ -71,20 +71,27 @@ def _floor(amount: float, step: float) -> float:
     return math.floor(amount / step * (1 + 1e-12)) * step if step > 0 else amount
 
 
-def leg_orders(opportunity: Opportunity, markets: dict[str, Market], settings: ArbitrageSettings) -> list[LegOrder]:
-    """IOC orders for the planned size, scaled down to the start asset's cap, limits widened by slippage.
+def leg_orders(
+    opportunity: Opportunity, markets: dict[str, Market], settings: ArbitrageSettings, available: float | None = None
+) -> list[LegOrder]:
+    """IOC orders for the planned size, scaled down to the start asset's cap (and to ``available``,
+    the start asset on hand), limits widened by slippage and kept on the tick, never beyond it.
 
     Scaling keeps every amount on its lot step (rounded down), so a capped plan never asks for
     more than the plan it came from.
     """
     slippage = settings.slippage_bps / 10_000
-    cap = settings.max_start_amount.get(opportunity.assets[0])
-    scale = min(1.0, cap / opportunity.max_start_amount) if cap else 1.0
+    caps = [c for c in (settings.max_start_amount.get(opportunity.assets[0]), available) if c is not None]
+    cap = min(caps) if caps else None
+    scale = min(1.0, cap / opportunity.max_start_amount) if cap is not None else 1.0
     orders = []
     for fill in opportunity.sized.fills:
         market = markets[fill.symbol]
         selling = fill.side == SELL
         limit = fill.price * (1 - slippage) if selling else fill.price * (1 + slippage)
+        if market.tick > 0:  # round towards the plan's price, so the limit stays within the buffer
+            ticks = limit / market.tick
+            limit = (math.ceil(ticks - 1e-9) if selling else math.floor(ticks + 1e-9)) * market.tick
         orders.append(
             LegOrder(fill.symbol, "sell" if selling else "buy", _floor(fill.amount * scale, market.step), limit)
         )
