@@ -97,7 +97,6 @@ class Hedger:
         kind = {"crash": "crash_start", "recovery": "crash_recovery", "normal": "crash_end"}[t.to_state]
         severity = "critical" if t.to_state == "crash" else "warning" if t.to_state == "recovery" else "info"
         out.events.append(RiskEvent(kind, t.ts, severity, t.exchange, t.symbol, detail))  # type: ignore[arg-type]
-        key = (t.exchange, t.symbol)
         if t.to_state == "crash" and t.from_state == "normal":
             out.controls.append(
                 RiskControl(
@@ -106,7 +105,9 @@ class Hedger:
             )
             for client_order_id, symbol in self.view.resting_bids(t.exchange):
                 out.intents.append(self._intent(t.exchange, symbol, "buy", 0.0, None, t.ts, cancel=client_order_id))
-            if self.s.enabled and key not in self.hedges:
+            base, _ = split_symbol(t.symbol)
+            hedged = any(h.crash_venue == t.exchange and h.base == base for h in self.hedges.values())
+            if self.s.enabled and not hedged:  # one hedge per venue and asset, however many of its markets crash
                 out.extend(self._open(t))
         elif t.to_state == "normal":
             out.controls.append(

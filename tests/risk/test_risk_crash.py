@@ -147,6 +147,15 @@ def test_venue_crash_without_followers_hedges_on_itself_else_on_a_follower() -> 
         assert len(sells) == 1 and sells[0].exchange == expected and sells[0].side == "sell"
         assert sells[0].amount == pytest.approx(1.0)  # the exposed spot inventory, ratio 1
         assert sells[0].margin_mode == "cross"
+        # Another market of the same asset on the same venue crashing hedges nothing more.
+        for i in range(50):
+            at = ts + i * NS // 10
+            d.on_book(BookUpdate("a", "BTC/USDC", i, at, at, [(99.5, 5.0)], [(100.5, 5.0)], snapshot=True))
+            d.on_book(_book("c", 100.0, at))
+        later = ts + 5 * NS
+        again = d.on_book(BookUpdate("a", "BTC/USDC", 99, later, later, [(94.5, 5.0)], [(95.5, 5.0)], snapshot=True))
+        assert again is not None and again.to_state == "crash"
+        assert [i for i in hedger.on_transition(again).intents if not i.cancel] == []
 
 
 def test_margin_reduce_amount_reaches_target_level() -> None:
