@@ -17,6 +17,8 @@ from collections import deque
 
 from redis.asyncio import Redis
 
+from services.executor.arbitrage.records import ArbitrageStore
+from services.executor.arbitrage.strategy import build_strategies
 from services.executor.checks import Check, RiskState, pretrade
 from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
@@ -83,6 +85,8 @@ class Executor:
         self.books: dict[tuple[str, str], SimBook] = {}
         enabled = self.cfg.strategy_enabled if self.cfg.strategy_enabled is not None else settings.mode == "replay"
         self.strategy = MomentumStrategy(self.cfg, self.run_id) if enabled else None
+        self.arbitrage = build_strategies(settings, self.run_id, self._free_balance)
+        self.arbitrage_store = ArbitrageStore(db)
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
@@ -101,6 +105,13 @@ class Executor:
         book = self.books.get((exchange, symbol))
         mid = book.mid() if book else None
         return float(mid) if mid is not None else None
+
+    def _free_balance(self, venue: str, asset: str) -> float:
+        if not isinstance(self.gateway, PaperGateway):
+            return 0.0  # unknown without a round trip: the arbitrage strategy then executes sequentially
+        wallet = self.gateway.exchange.accounts.wallets.get((venue, "spot"))
+        balance = wallet.balances.get(asset) if wallet else None
+        return float(balance.free) if balance else 0.0
 
     # ---- start-up -------------------------------------------------------------------------
 
@@ -190,6 +201,19 @@ class Executor:
                 asyncio.create_task(intents.run(), name="intents"),
                 asyncio.create_task(control.run(), name="control"),
             ]
+            if self.arbitrage:
+                arb_reports = Consumer(
+                    self.redis,
+                    [streams.ORDERS_EVENTS],
+                    f"{self.cfg.group}-arb",
+                    self._on_arbitrage_reports,
+                    self.settings.bus,
+                    name=f"executor-{self.run_id}",
+                    start_id="$",
+                    metrics=self.metrics,
+                )
+                self._consumers.append(arb_reports)
+                tasks.append(asyncio.create_task(arb_reports.run(), name="arbitrage-reports"))
             self.ready.set()
             log.info(
                 "executor ready (gateway %s, strategy %s)",
@@ -231,6 +255,9 @@ class Executor:
                     book.apply(m)
                     if paper and m.exchange in paper.exchange.venues:
                         paper.on_market_data(m)
+                    arbitrage = self.arbitrage.get(m.exchange)
+                    if arbitrage is not None:
+                        intents += arbitrage.on_book(m.symbol, book, m.recv_ts)
                     if self.strategy:
                         mid = book.mid()
                         if mid is not None:
@@ -243,6 +270,29 @@ class Executor:
             await self.bus.publish(streams.ORDERS_INTENTS, intents)
         if paper:
             self._wake.set()  # trades may have filled resting orders
+        await self._save_arbitrage()
+
+    async def _on_arbitrage_reports(self, deliveries: list[Delivery]) -> None:
+        """Order reports drive running cycle executions: the next leg, or the unwind after a failed one."""
+        intents = []
+        for delivery in deliveries:
+            for m in delivery.messages:
+                arbitrage = self.arbitrage.get(m.exchange) if isinstance(m, OrderEvent) else None
+                if arbitrage is not None:
+                    intents += arbitrage.on_event(m)  # type: ignore[arg-type]
+        if intents:
+            await self.bus.publish(streams.ORDERS_INTENTS, intents)
+        await self._save_arbitrage()
+
+    async def _save_arbitrage(self) -> None:
+        for arbitrage in self.arbitrage.values():
+            opportunities, executions = arbitrage.drain()
+            if not (opportunities or executions):
+                continue
+            try:
+                await self.arbitrage_store.save(opportunities, executions)
+            except Exception:  # records are reports: losing some must not stall market data or orders
+                log.exception("storing %d arbitrage records failed", len(opportunities) + len(executions))
 
     async def _on_intents(self, deliveries: list[Delivery]) -> None:
         intents: dict[str, OrderIntent] = {}
