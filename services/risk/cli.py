@@ -181,7 +181,7 @@ def simulate(
     risk_settings = settings.risk.model_copy(update={"simulation": sim})
     config = SimConfig(depth, crash_seconds, recover_seconds, crash_at, venue, symbol, not no_hedge, margin_venues)
     try:
-        report = run_simulation(data, risk_settings, config)
+        report = run_simulation(data, risk_settings, config, settings.executor.venues)
     except (DataError, StopIteration) as exc:
         raise click.ClickException(str(exc) or f"{data}: venue {venue!r} / symbol {symbol!r} not in the data") from None
     if as_json:

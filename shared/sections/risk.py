@@ -88,11 +88,13 @@ class SimulationSettings(Section):
 
     initial_value: float = Field(100_000.0, gt=0, description="portfolio value in quote at the start")
     base_fraction: float = Field(0.5, ge=0, le=1, description="share of it held as spot base inventory")
-    taker_fee: float = Field(0.001, ge=0, lt=0.1)
-    interest_daily: float = Field(0.0002, ge=0, description="daily borrow rate of the base asset")
-    liquidation_level: float = Field(1.1, gt=1, description="the venue liquidates at or below this margin level")
     thin_liquidity: float = Field(0.8, ge=0, lt=1, description="share of book depth gone at the crash's bottom")
-    reaction_ms: float = Field(20.0, ge=0, description="detector → order on the venue (bus + gateway latency)")
+    reaction_ms: float = Field(
+        1.0,
+        ge=0,
+        description="detector → order handed to the venue (the bus hop); the venue's own latency, fees"
+        " and margin rules are the paper exchange's (executor.venues)",
+    )
 
 
 class RiskSettings(Section):
