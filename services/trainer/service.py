@@ -4,7 +4,8 @@ Each round takes the rolling window of the busiest market (or the configured one
 its most recent part, trains a challenger and fine-tunes the champion on the rest, evaluates
 everything on the held-out bars beside the baselines, records every trial in `policies`, and
 promotes only a policy that beats the champion and the baselines there (then publishes
-`policy:updates`). Training runs in a worker thread, so consuming never stalls.
+`policy:updates`). Training runs in a separate process, so consuming never stalls and Ray
+never lives in the service process.
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from services.trainer.data import Bars, DataError, load_bars_from_db
-from services.trainer.evaluation import PolicyRegistry, should_promote, walk_forward
+from services.trainer.evaluation import PolicyRegistry, public_report, should_promote, walk_forward
 from services.trainer.features import compute_features
 from services.trainer.live_bars import LiveBars
 from services.trainer.policy import CheckpointPolicy
@@ -29,6 +33,7 @@ from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
 from shared.runtime import on_stop
 from shared.schemas import Trade, streams
+from shared.sections.trainer import TrainerSettings
 from shared.storage import Database
 
 log = logging.getLogger(__name__)
@@ -36,22 +41,90 @@ log = logging.getLogger(__name__)
 TrainFn = Callable[..., Any]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Trial:
-    checkpoint: Path
-    policy: CheckpointPolicy
+    """One trained policy of a round and its held-out report (plain data: it crosses processes)."""
+
+    algo: str
+    checkpoint: str
     report: dict[str, Any]
     hyperparameters: dict[str, Any]
 
 
-class OnlineTrainer:
-    """Keeps bars per market and runs training rounds; `train_fn` is injectable for tests."""
+def train_and_evaluate(
+    cfg: TrainerSettings, bars: Bars, champion: dict[str, Any] | None, round_no: int, train_fn: TrainFn = train
+) -> tuple[list[Trial], dict[str, Any] | None]:
+    """Train a challenger (and fine-tune the champion) on the window less its held-out tail; report
+    every policy, the champion included, on that tail. Returns (trials, champion's held-out report)."""
+    holdout = cfg.holdout_fraction
+    overrides = (
+        f"split.train={1 - holdout}",
+        f"split.validation={holdout / 2}",
+        f"env.allow_short={str(cfg.allow_short).lower()}",
+    )
+    config = load_config(cfg.algo, None, overrides)
+    market = compute_features(bars, **feature_options(config))
+    split = Split.by_fractions(len(market), 1 - holdout, holdout / 2)
+    root = Path(cfg.policy_dir).resolve()
+    champion_dir = Path(champion["checkpoint_uri"]) if champion else None
+    runs: list[Path | None] = [None]
+    if champion and champion_dir and champion["algo"] == cfg.algo and champion_dir.is_dir():
+        runs.append(champion_dir)  # fine-tune the champion on the new window
+    trials = []
+    for parent in runs:
+        out = root / f"{cfg.algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+        try:
+            train_fn(
+                bars,
+                cfg.algo,
+                out,
+                timesteps=cfg.timesteps,
+                seed=round_no,
+                gpus=cfg.gpus,
+                config=config,
+                data_label="md:trades",
+                init_from=parent,
+            )
+            policy = CheckpointPolicy.load(out)
+            report = walk_forward(policy, market, policy.env_config, start=split.train_end, windows=2)
+        except (TrainingError, DataError, ValueError) as exc:
+            log.warning("trainer: %s run%s failed: %s", cfg.algo, " (fine-tune)" if parent else "", exc)
+            continue
+        hyper = {
+            "algo": cfg.algo,
+            "timesteps": cfg.timesteps,
+            "fine_tuned_from": str(parent) if parent else None,
+            **config.get("training", {}),
+        }
+        trials.append(Trial(cfg.algo, str(out), public_report(report), hyper))
+    champion_report = None
+    if champion_dir is not None and champion_dir.is_dir():
+        try:  # the champion itself, on the same held-out bars
+            current = CheckpointPolicy.load(champion_dir)
+            champion_report = public_report(
+                walk_forward(current, market, current.env_config, start=split.train_end, windows=2)
+            )
+        except (ValueError, OSError) as exc:
+            log.warning("trainer: champion %s cannot be evaluated: %s", champion_dir, exc)
+    return trials, champion_report
 
-    def __init__(self, settings: Settings, registry: PolicyRegistry, train_fn: TrainFn = train) -> None:
+
+class OnlineTrainer:
+    """Keeps bars per market and runs training rounds.
+
+    With `isolate` (the default) each round's training runs in a fresh spawned process: Ray and
+    torch never live in the service process (its signals, memory and event loop stay its own).
+    `train_fn` is injectable (a module-level function, so it can cross to that process).
+    """
+
+    def __init__(
+        self, settings: Settings, registry: PolicyRegistry, train_fn: TrainFn = train, isolate: bool = True
+    ) -> None:
         self.settings = settings
         self.cfg = settings.trainer
         self.registry = registry
         self.train_fn = train_fn
+        self.isolate = isolate
         self.markets: dict[tuple[str, str], LiveBars] = {}
         self.rounds = 0
 
@@ -74,77 +147,35 @@ class OnlineTrainer:
         """One train / evaluate / promote round on the chosen market; None when there is too little data."""
         key = self.pick_market()
         if key is None or len(self.markets[key]) < self.cfg.min_bars:
+            have = 0 if key is None else len(self.markets[key])
+            log.info("trainer: waiting for bars: %d of %d (%.3gs bars)", have, self.cfg.min_bars, self.cfg.bar_seconds)
             return None
         bars = self.markets[key].bars()
         champion = await self.registry.champion(*key)
+        args = (self.cfg, bars, champion, self.rounds, self.train_fn)
         try:
-            trials = await asyncio.to_thread(self._train_and_evaluate, bars, champion)
-        except (TrainingError, DataError, ValueError) as exc:
+            if self.isolate:
+                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    trials, champion_report = await asyncio.get_running_loop().run_in_executor(
+                        pool, train_and_evaluate, *args
+                    )
+            else:
+                trials, champion_report = await asyncio.to_thread(train_and_evaluate, *args)
+        except (TrainingError, DataError, ValueError, BrokenProcessPool) as exc:
             log.warning("trainer: round on %s/%s skipped: %s", *key, exc)
             return None
         self.rounds += 1
-        return await self._decide(key, bars, trials, champion)
-
-    def _train_and_evaluate(self, bars: Bars, champion: dict[str, Any] | None) -> list[Trial]:
-        holdout = self.cfg.holdout_fraction
-        overrides = (
-            f"split.train={1 - holdout}",
-            f"split.validation={holdout / 2}",
-            f"env.allow_short={str(self.cfg.allow_short).lower()}",
-        )
-        config = load_config(self.cfg.algo, None, overrides)
-        market = compute_features(bars, **feature_options(config))
-        split = Split.by_fractions(len(market), 1 - holdout, holdout / 2)
-        root = Path(self.cfg.policy_dir).resolve()
-        runs: list[tuple[str, Path | None]] = [(self.cfg.algo, None)]
-        if champion is not None and champion["algo"] == self.cfg.algo and Path(champion["checkpoint_uri"]).is_dir():
-            runs.append((self.cfg.algo, Path(champion["checkpoint_uri"])))  # fine-tune the champion
-        trials = []
-        for algo, parent in runs:
-            out = root / f"{algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-            try:
-                self.train_fn(
-                    bars,
-                    algo,
-                    out,
-                    timesteps=self.cfg.timesteps,
-                    seed=self.rounds,
-                    gpus=self.cfg.gpus,
-                    config=config,
-                    data_label="md:trades",
-                    init_from=parent,
-                )
-                policy = CheckpointPolicy.load(out)
-            except (TrainingError, DataError, ValueError) as exc:
-                log.warning("trainer: %s run%s failed: %s", algo, " (fine-tune)" if parent else "", exc)
-                continue
-            report = walk_forward(policy, market, policy.env_config, start=split.train_end, windows=2)
-            hyper = {
-                "algo": algo,
-                "timesteps": self.cfg.timesteps,
-                "fine_tuned_from": str(parent) if parent else None,
-                **config.get("training", {}),
-            }
-            trials.append(Trial(out, policy, report, hyper))
-        if champion is not None and Path(champion["checkpoint_uri"]).is_dir():
-            try:  # the champion itself, on the same held-out bars
-                current = CheckpointPolicy.load(champion["checkpoint_uri"])
-                champion["holdout"] = walk_forward(
-                    current, market, current.env_config, start=split.train_end, windows=2
-                )
-            except (ValueError, OSError) as exc:
-                log.warning("trainer: champion %s cannot be evaluated: %s", champion["id"], exc)
-        return trials
+        return await self._decide(key, bars, trials, champion_report)
 
     async def _decide(
-        self, key: tuple[str, str], bars: Bars, trials: list[Trial], champion: dict[str, Any] | None
+        self, key: tuple[str, str], bars: Bars, trials: list[Trial], champion_report: dict[str, Any] | None
     ) -> dict[str, Any]:
         recorded = []
         for trial in trials:
-            metrics = {k: v for k, v in trial.report.items() if not k.startswith("_") and k != "windows"}
+            metrics = {k: v for k, v in trial.report.items() if k != "windows"}
             policy_id = await self.registry.record_trial(
-                trial.policy.meta["algo"],
-                str(trial.checkpoint),
+                trial.algo,
+                trial.checkpoint,
                 metrics,
                 trial.hyperparameters,
                 int(bars.ts[0]),
@@ -161,8 +192,7 @@ class OnlineTrainer:
         if not recorded:
             return summary
         best_id, best, best_metrics = max(recorded, key=lambda r: r[2]["sharpe"])
-        champion_holdout = champion.get("holdout") if champion else None
-        ok, why = should_promote(best_metrics, champion_holdout, best.report["baselines"])
+        ok, why = should_promote(best_metrics, champion_report, best.report["baselines"])
         log.info(
             "trainer: round %d on %s/%s: best %s sharpe %.3f: %s",
             self.rounds,
@@ -172,7 +202,7 @@ class OnlineTrainer:
             "PROMOTED, " + why if ok else "kept champion: " + why,
         )
         if ok:
-            await self.registry.promote(best_id, best.policy.meta["algo"], str(best.checkpoint), best_metrics, *key)
+            await self.registry.promote(best_id, best.algo, best.checkpoint, best_metrics, *key)
             summary["promoted"] = best_id
         summary["reason"] = why
         return summary
