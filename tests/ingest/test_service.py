@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_replay_mode_publishes_and_records(redis, db, uid):
-    for ex in ("binance", "binance_futures"):
+    for ex in ("binance", "binance_futures", "coinbase"):
         await redis.delete(streams.md_trades(ex), streams.md_book(ex))
     await redis.delete(streams.MD_STATUS)
     settings = Settings(
@@ -45,7 +45,8 @@ async def test_replay_mode_publishes_and_records(redis, db, uid):
     trades = await read_stream(redis, streams.md_trades("binance"))
     books = await read_stream(redis, streams.md_book("binance_futures"))
     assert len(trades) == 2570 and books and books[0].snapshot
-    assert {s.exchange for s in await read_stream(redis, streams.MD_STATUS)} == {"binance", "binance_futures"}
+    statuses = {s.exchange for s in await read_stream(redis, streams.MD_STATUS)}
+    assert statuses == {"binance", "binance_futures", "coinbase"}  # every venue of the shipped sample
     rows = await db.fetch("SELECT count(*) AS n FROM trades WHERE exchange = 'binance' AND symbol = 'BTC/USDT'")
     assert rows[0]["n"] >= 2570
     snaps = await db.fetch(
