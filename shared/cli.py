@@ -28,7 +28,7 @@ SERVICE_COMMANDS = {
     "resume": "services.risk.cli:resume",
     "risk": "services.risk.cli:risk",
 }
-SERVICE_RUNNERS = ("ingest", "trainer", "executor", "risk")
+SERVICE_RUNNERS = ("ingest", "trainer", "executor")  # `tradewind risk` is a group: no subcommand runs it
 
 
 def _module_exists(module: str) -> bool:
