@@ -6,7 +6,7 @@
 - ``tick_to_order_p50_us`` / ``_p99_us``: a normalized book update is published to ``md:book:binance``
   (stamped with the time it is handed to Redis, standing in for ingest's receive time) → the executor's
   market-data consumer → baseline strategy → intent on ``orders:intents`` → intents consumer → claim in
-  PostgreSQL + pre-trade checks → accepted by the paper gateway. Two Redis hops and one PostgreSQL
+  PostgreSQL + pre-trade checks (``shared.pretrade``) → accepted by the paper gateway. Two Redis hops and one PostgreSQL
   round trip, all on loopback, publisher and executor in one process.
 """
 
@@ -83,6 +83,8 @@ async def _tick_to_order(redis_url: str, database_url: str, n_ticks: int = 600) 
             "strategy_notional": 20.0,
             "market_data_venues": ["binance"],
         },
+        # every tick is a signal (~200 orders/s): the figure is the path's latency, not the order-rate limit
+        risk={"limits": {"orders_per_s": 100_000.0, "order_burst": 1_000}},
     )
     ex = settings.executor
     gateway = PaperGateway(PaperExchange(ex.venues, seed=1, id_prefix="B-"))

@@ -8,7 +8,9 @@ code such as ``risk.max_notional`` that the executor copies into the rejected ``
 The guard also keeps the halt state that ``risk:control`` messages drive (kill switch, per-venue
 halts, crash buy-blocks) and treats a risk service silent for longer than
 ``heartbeat_timeout_s`` as a global halt: an executor whose risk service died keeps enforcing the
-last limits it knows and stops placing new orders.
+last limits it knows and stops placing new orders. With ``heartbeat_required=False`` (paper and
+replay executors) the heartbeat is enforced only once a first ``risk:control`` message was heard,
+so an executor run without a risk service still trades.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ class VenueBook:
 class PreTradeGuard:
     """Every pre-trade rule plus the halt state; one instance per executor process."""
 
-    def __init__(self, risk: RiskSettings, *, now_ns: int = 0) -> None:
+    def __init__(self, risk: RiskSettings, *, now_ns: int = 0, heartbeat_required: bool = True) -> None:
         self.risk = risk
         self.halted = ""  # global halt reason, "" when trading
         self.venues: dict[str, VenueBook] = {}
@@ -147,7 +149,8 @@ class PreTradeGuard:
         self._buckets: dict[str, TokenBucket] = {}
         self.overrides: dict[str | None, dict[str, float]] = {}  # from risk:control set_limit; None: every venue
         self.heartbeat_timeout_ns = int(risk.heartbeat_timeout_s * 1e9)
-        self.last_heartbeat_ns = now_ns  # the grace period starts when the guard does
+        # None: not armed yet (no risk service heard, none required); else the grace period starts now
+        self.last_heartbeat_ns: int | None = now_ns if heartbeat_required else None
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -191,9 +194,11 @@ class PreTradeGuard:
     def on_control(self, control: RiskControl, now_ns: int) -> list[OrderIntent]:
         """Apply a ``risk:control`` message; return the cancels a halt calls for (our resting orders there).
 
-        Every message, not only heartbeats, proves the risk service alive.
+        Only heartbeats prove the risk service alive: a human's `tradewind halt` says nothing about it.
         """
-        self.last_heartbeat_ns = max(self.last_heartbeat_ns, now_ns)
+        if control.action == "heartbeat":
+            last = self.last_heartbeat_ns
+            self.last_heartbeat_ns = now_ns if last is None else max(last, now_ns)
         reason = control.reason or control.action
         if control.action == "halt":
             if control.exchange is None:
@@ -227,7 +232,8 @@ class PreTradeGuard:
         ]
 
     def heartbeat_lost(self, now_ns: int) -> bool:
-        return now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns
+        last = self.last_heartbeat_ns
+        return last is not None and now_ns - last > self.heartbeat_timeout_ns
 
     # ---- the check --------------------------------------------------------------------------
 
@@ -265,7 +271,7 @@ class PreTradeGuard:
         if not intent.reduce_only:  # reducing risk stays allowed while halted (margin safety needs it)
             if self.halted:
                 return HALTED
-            if now_ns - self.last_heartbeat_ns > self.heartbeat_timeout_ns:
+            if self.heartbeat_lost(now_ns):
                 return HEARTBEAT_LOST
             if book.halted:
                 return VENUE_HALTED

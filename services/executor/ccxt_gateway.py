@@ -1,8 +1,9 @@
 """Live orders through ccxt (async), behind the same `Gateway` interface as the paper exchange.
 
 Live trading has three gates (DESIGN.md, Safety): ``TRADEWIND_MODE=live`` with ``TRADEWIND_LIVE=1``,
-API keys for every live venue (environment or secret files, never logged), and a configured risk
-limit (``executor.live_max_notional``). ``live_gate`` names the first closed one.
+API keys for every live venue (environment or secret files, never logged), and every risk limit of
+every live venue set explicitly (``shared.pretrade.missing_limits``). ``live_gate`` names the first
+closed one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from shared.config import Settings
 from shared.paper import LedgerEntry, dec
 from shared.paper.positions import Position
 from shared.paper.rules import split_symbol
+from shared.pretrade import missing_limits
 from shared.schemas import Fill, OrderEvent, OrderIntent
 from shared.schemas.messages import OrderStatus, Side
 from shared.sections.executor import CcxtVenue
@@ -49,8 +51,9 @@ def live_gate(settings: Settings) -> str | None:
     for name, venue in venues.items():
         if venue.api_key is None or venue.secret is None:
             return f"no API key/secret for live venue {name!r} (environment or TRADEWIND_SECRETS_DIR file)"
-    if settings.executor.live_max_notional is None:
-        return "no risk limit configured: set TRADEWIND_EXECUTOR__LIVE_MAX_NOTIONAL"
+    missing = missing_limits(settings.risk, sorted(venues))
+    if missing:
+        return "risk limits not configured: " + "; ".join(missing)
     return None
 
 

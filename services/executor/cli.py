@@ -1,6 +1,8 @@
 """`tradewind status`: balances, positions, open orders, PnL, risk state and policy version.
 
-It reads only PostgreSQL, so it works while the stack runs and after it has stopped.
+It reads PostgreSQL, so it works while the stack runs and after it has stopped. The risk state
+comes from the running risk service (Redis key ``tw:risk:state``) when Redis is reachable, and
+from the halts and resumes recorded in ``risk_events`` always.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import warnings
 from decimal import Decimal
 from typing import Any
@@ -18,6 +21,7 @@ import click
 from shared.config import ConfigError, load_settings
 
 OPEN = ("new", "submitted", "accepted", "partially_filled")
+REDIS_TIMEOUT_S = 2.0
 
 
 def _plain(value: Any) -> Any:
@@ -28,13 +32,41 @@ def _plain(value: Any) -> Any:
     return value
 
 
-async def collect(dsn: str) -> dict[str, Any]:
-    """Everything `status` shows, as plain data (decimals as exact strings)."""
+async def collect(dsn: str, redis_url: str | None = None) -> dict[str, Any]:
+    """Everything `status` shows, as plain data (decimals as exact strings); ``redis_url`` adds live risk state."""
     conn = await asyncpg.connect(dsn)
     try:
-        return await _collect(conn)
+        data = await _collect(conn)
     finally:
         await conn.close()
+    state = await read_risk_state(redis_url) if redis_url else None
+    risk = data["risk"]
+    risk["source"] = "redis" if state is not None else "postgres"
+    risk["state"] = state
+    if state is not None:
+        risk["state_age_s"] = max(0.0, (time.time_ns() - state["ts"]) / 1e9)
+        risk["halted"] = risk["halted"] or bool(state["halted"])
+        for venue, v in state["venues"].items():
+            if v["halted"]:
+                risk["halted_venues"].setdefault(venue, v["halted"])
+    return data
+
+
+async def read_risk_state(redis_url: str) -> dict[str, Any] | None:
+    """The risk service's latest state, or None when Redis is unreachable or the service never wrote it."""
+    from redis.exceptions import RedisError
+
+    from shared.bus import connect_redis
+    from shared.schemas import streams
+
+    redis = connect_redis(redis_url)
+    try:
+        raw = await asyncio.wait_for(redis.get(streams.RISK_STATE), REDIS_TIMEOUT_S)
+    except (OSError, RedisError, TimeoutError):
+        return None
+    finally:
+        await redis.aclose()
+    return json.loads(raw) if raw else None
 
 
 async def _rows(conn: asyncpg.Connection, sql: str) -> list[dict[str, Any]]:
@@ -93,9 +125,9 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills"
     )
     by_status = {r["status"]: r["n"] for r in await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY 1")}
-    halt = await _rows(
-        conn,
-        "SELECT kind, ts, exchange, detail FROM risk_events WHERE kind IN ('halt', 'resume') ORDER BY ts DESC LIMIT 1",
+    switches = await conn.fetch(  # the latest halt/resume per venue (exchange NULL: every venue)
+        "SELECT DISTINCT ON (exchange) kind, ts, exchange, detail::text AS detail FROM risk_events"
+        " WHERE kind IN ('halt', 'resume', 'drawdown_halt') ORDER BY exchange, ts DESC",
     )
     recent = await conn.fetchval("SELECT count(*) FROM risk_events WHERE ts > now() - interval '1 hour'")
     policy = await _rows(
@@ -114,12 +146,25 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "orders": counts["orders"],
         "fills": counts["fills"],
         "orders_by_status": by_status,
-        "risk": {
-            "halted": bool(halt and halt[0]["kind"] == "halt"),
-            "last_switch": halt[0] if halt else None,
-            "events_last_hour": recent,
-        },
+        "risk": {**_halts(switches), "events_last_hour": recent},
         "policy": policy[0] if policy else None,
+    }
+
+
+def _halts(rows: list[asyncpg.Record]) -> dict[str, Any]:
+    """Halt state from the latest switch per venue: a resume of every venue also lifts venue halts."""
+    switches = [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
+    every = next((s for s in switches if s["exchange"] is None), None)
+    venues = {
+        s["exchange"]: s["detail"].get("reason") or s["kind"]
+        for s in switches
+        if s["exchange"] is not None and s["kind"] != "resume" and (every is None or s["ts"] > every["ts"])
+    }
+    last = max(switches, key=lambda s: s["ts"]) if switches else None
+    return {
+        "halted": every is not None and every["kind"] != "resume",
+        "halted_venues": venues,
+        "last_switch": {k: _plain(v) for k, v in last.items()} if last else None,
     }
 
 
@@ -164,9 +209,28 @@ def render(status: dict[str, Any]) -> None:
     console.print(f"PnL realized {pnl['realized'] or '-'}  unrealized {pnl['unrealized'] or '-'}")
     console.print(f"orders {status['orders']} {status['orders_by_status']}  fills {status['fills']}")
     risk = status["risk"]
+    venues = ", ".join(f"{v} ({why})" for v, why in risk["halted_venues"].items())
     console.print(
-        f"risk: {'HALTED' if risk['halted'] else 'trading'}; {risk['events_last_hour']} events in the last hour"
+        f"risk: {'HALTED' if risk['halted'] else 'trading'}{'; halted venues: ' + venues if venues else ''};"
+        f" {risk['events_last_hour']} events in the last hour"
     )
+    state = risk["state"]
+    if state is None:
+        console.print("risk service: no live state (Redis unreachable or risk not running); halts from PostgreSQL")
+    else:
+        console.print(
+            f"risk service ({risk['state_age_s']:.1f}s ago): equity {state['equity']:.2f}, drawdown"
+            f" {state['drawdown_intraday']:.2%} today / {state['drawdown_total']:.2%} total,"
+            f" crashes {state['crashes'] or 'none'}, hedges {state['hedges'] or 'none'}"
+        )
+        table(
+            "Risk per venue",
+            [
+                {"exchange": k, **{f: round(x, 4) if isinstance(x, float) else x for f, x in v.items()}}
+                for k, v in state["venues"].items()
+            ],
+            ["exchange", "equity", "gross_exposure", "net_exposure", "margin_level", "data_age_s", "halted"],
+        )
     policy = status["policy"]
     console.print(f"policy: {policy['id'] + ' (' + policy['algo'] + ')' if policy else 'none promoted'}")
 
@@ -183,6 +247,7 @@ def status(as_json: bool) -> None:
         click.echo(f"tradewind: {exc}", err=True)
         sys.exit(2)
     dsn = running_url(settings, "database")
+    redis_url = running_url(settings, "redis")
     stopped_stack = None
     if not dsn:
         # The stack has stopped: start its embedded PostgreSQL just long enough to read it.
@@ -198,7 +263,7 @@ def status(as_json: bool) -> None:
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
             dsn = stopped_stack.start()
     try:
-        data = asyncio.run(collect(dsn))
+        data = asyncio.run(collect(dsn, redis_url))
     except (OSError, asyncpg.PostgresError) as exc:
         raise click.ClickException(f"cannot read PostgreSQL: {exc}") from None
     finally:

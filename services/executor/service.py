@@ -3,7 +3,14 @@
 Start-up order matters for exactly-once execution: restore the paper venue from PostgreSQL,
 reconcile orders claimed but possibly never sent (ask the venue; resubmit what it never got),
 and only then consume new intents. Market data (`md:book:*`, `md:trades:*`) drives the paper
-exchange and the baseline strategy; `risk:control` halts and resumes trading.
+exchange and the baseline strategy.
+
+Every intent passes ``shared.pretrade.PreTradeGuard`` inline; its rejection reason reaches
+``orders:events``. The guard learns mids from the books, free balances and positions from the
+gateway, resting orders from the order reports, and halts, limit changes and heartbeats from
+``risk:control``; a halt's cancels go straight to the gateway. A live executor halts new orders
+when the risk service is silent for ``risk.heartbeat_timeout_s`` from start; a paper or replay
+executor only once it has heard the risk service (`tradewind up --only executor` still trades).
 """
 
 from __future__ import annotations
@@ -14,12 +21,12 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
 from services.executor.arbitrage.records import ArbitrageStore
 from services.executor.arbitrage.strategy import build_strategies
-from services.executor.checks import Check, RiskState, pretrade
 from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategy import MomentumStrategy
@@ -29,8 +36,10 @@ from shared.metrics import ServiceMetrics
 from shared.paper import LedgerEntry, PaperExchange
 from shared.paper.book import SimBook
 from shared.paper.positions import Position
+from shared.pretrade import PreTradeGuard, split_symbol
 from shared.runtime import on_stop, service_metrics
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Trade, streams
+from shared.sections.risk import LimitOverride, RiskSettings
 from shared.storage import Database
 
 log = logging.getLogger(__name__)
@@ -48,12 +57,23 @@ def build_gateway(settings: Settings, run_id: str) -> Gateway:
         closed = live_gate(settings)
         if closed:
             raise LiveGateClosed(f"live trading refused: {closed}")
-        log.warning("LIVE trading on %s: real orders, max notional %s", sorted(ex.live_venues), ex.live_max_notional)
+        log.warning("LIVE trading on %s: real orders, risk limits %s", sorted(ex.live_venues), settings.risk.limits)
         return CcxtGateway(ex.live_venues)
     exchange = PaperExchange(
         ex.venues, transfers=ex.transfers, transfer_default=ex.transfer_default, seed=ex.seed, id_prefix=f"P{run_id}-"
     )
     return PaperGateway(exchange)
+
+
+def guarded_limits(settings: Settings) -> RiskSettings:
+    """The risk settings the pre-trade guard enforces: no fee buffer on a venue that takes its fee out of
+    what the order receives (Binance), where an order spends exactly its notional."""
+    venues = dict(settings.risk.venues)
+    for name, sim in settings.executor.venues.items():
+        own = venues.get(name)
+        if sim.fee_in == "received" and (own is None or "fee_buffer" not in own.model_fields_set):
+            venues[name] = LimitOverride(**(own.model_dump(exclude_unset=True) if own else {}), fee_buffer=0.0)
+    return settings.risk.model_copy(update={"venues": venues})
 
 
 class Executor:
@@ -66,7 +86,6 @@ class Executor:
         db: Database,
         gateway: Gateway,
         metrics: ServiceMetrics | None = None,
-        checks: tuple[Check, ...] | None = None,
         run_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -76,12 +95,11 @@ class Executor:
         self.store = ExecutorStore(db)
         self.gateway = gateway
         self.metrics = metrics
-        self.checks = checks
         self.run_id = run_id or f"{os.getpid():x}{time.time_ns() % 10**9:x}"
-        max_notional = self.cfg.max_notional
-        if not isinstance(gateway, PaperGateway) and self.cfg.live_max_notional is not None:
-            max_notional = min(max_notional, self.cfg.live_max_notional)
-        self.risk = RiskState(max_notional=max_notional, reference_price=self._reference_price)
+        self.guard = PreTradeGuard(
+            guarded_limits(settings), now_ns=time.time_ns(), heartbeat_required=settings.mode == "live"
+        )
+        self._reduce_only: set[str] = set()  # reduce-only orders sent, not yet acknowledged: halts let them rest
         self.books: dict[tuple[str, str], SimBook] = {}
         enabled = self.cfg.strategy_enabled if self.cfg.strategy_enabled is not None else settings.mode == "replay"
         self.strategy = MomentumStrategy(self.cfg, self.run_id) if enabled else None
@@ -100,11 +118,6 @@ class Executor:
         self._wake.set()
         for c in self._consumers:
             c.stop()
-
-    def _reference_price(self, exchange: str, symbol: str) -> float | None:
-        book = self.books.get((exchange, symbol))
-        mid = book.mid() if book else None
-        return float(mid) if mid is not None else None
 
     def _free_balance(self, venue: str, asset: str) -> float:
         if not isinstance(self.gateway, PaperGateway):
@@ -145,6 +158,57 @@ class Executor:
             exchange.restore_order(order.intent, order.venue_order_id, order.filled, cost, now)
         log.info("restored %d balances and the open orders of the paper venue", len(stored))
 
+    async def seed_guard(self) -> None:
+        """Tell the pre-trade guard what the venue holds before the first intent: balances, positions, orders."""
+        now = time.time_ns()
+        self._guard_balances(await self.gateway.balances())
+        held: dict[tuple[str, str], float] = {}
+        for pos in self.gateway.positions():  # spot and margin positions net per base asset
+            key = (pos.venue, split_symbol(pos.symbol)[0])
+            held[key] = held.get(key, 0.0) + float(pos.amount)
+        for (venue, asset), amount in held.items():
+            self.guard.set_position(venue, asset, amount)
+        for o in await self.gateway.open_orders():
+            self.guard.on_order_event(OrderEvent(o.client_order_id, o.exchange, o.symbol, o.side, "accepted", now))  # type: ignore[arg-type]
+
+    def _guard_balances(self, balances: Iterable[VenueBalance]) -> None:
+        paper = self.gateway.exchange if isinstance(self.gateway, PaperGateway) else None
+        margin_venues = set()
+        for b in balances:
+            if b.wallet == "spot":
+                self.guard.set_free(b.exchange, b.asset, float(b.free))
+            else:
+                margin_venues.add(b.exchange)
+        if paper is None:
+            return
+        for venue in margin_venues:  # new margin orders need the venue's lowest margin level
+            levels = [paper.margin_level(v, w) for v, w in paper.accounts.wallets if v == venue and w != "spot"]
+            known = [float(x) for x in levels if x is not None]
+            self.guard.set_margin_level(venue, min(known) if known else None)
+
+    def _guard_reports(self, reports: list[Report]) -> list[OrderIntent]:
+        """Feed order reports to the guard; return cancels for orders that came to rest on a halted venue.
+
+        An order sent just before a halt is acknowledged after it, so the halt's cancels missed it.
+        """
+        late = []
+        for e, _ in reports:
+            self.guard.on_order_event(e)
+            reduce_only = e.client_order_id in self._reduce_only
+            self._reduce_only.discard(e.client_order_id)
+            halted = self.guard.halted or self.guard.venue(e.exchange).halted
+            if e.status in ("accepted", "partially_filled") and halted and not reduce_only:
+                late.append(
+                    OrderIntent(e.client_order_id, e.exchange, e.symbol, e.side, "limit", 0.0, e.ts, cancel=True)
+                )
+        return late
+
+    async def _send_cancels(self, cancels: list[OrderIntent]) -> None:
+        for cancel in cancels:
+            await self.gateway.submit(cancel)
+        if cancels:
+            self._wake.set()
+
     async def reconcile(self) -> int:
         """Resubmit orders that were claimed but that the venue never received; return how many."""
         pending = await self.store.orders_in(UNSENT_STATUSES)
@@ -173,6 +237,7 @@ class Executor:
 
     async def run(self) -> None:
         await self.restore()
+        await self.seed_guard()
         md = self._market_data_consumer()
         tasks = [asyncio.create_task(md.run(), name="market-data")]
         reports = asyncio.create_task(self._reports_loop(), name="reports")
@@ -258,9 +323,10 @@ class Executor:
                     arbitrage = self.arbitrage.get(m.exchange)
                     if arbitrage is not None:
                         intents += arbitrage.on_book(m.symbol, book, m.recv_ts)
-                    if self.strategy:
-                        mid = book.mid()
-                        if mid is not None:
+                    mid = book.mid()
+                    if mid is not None:
+                        self.guard.set_mid(m.exchange, m.symbol, float(mid))
+                        if self.strategy:
                             intent = self.strategy.on_mid(m.exchange, m.symbol, float(mid), m.recv_ts)
                             if intent:
                                 intents.append(intent)
@@ -310,7 +376,7 @@ class Executor:
         rejected, sent = [], []
         for cid in fresh:
             intent = intents[cid]
-            reason = pretrade(intent, self.risk, self.checks) if self.checks else pretrade(intent, self.risk)
+            reason = self.guard.check(intent, time.time_ns())
             if reason:
                 rejected.append(
                     OrderEvent(
@@ -320,9 +386,10 @@ class Executor:
             else:
                 await self.gateway.submit(intent)
                 self.submit_latency_ns.append(time.time_ns() - intent.ts)
+                if intent.reduce_only:
+                    self._reduce_only.add(cid)
             sent.append(intent)
-        for cancel in cancels:
-            await self.gateway.submit(cancel)
+        await self._send_cancels(cancels)
         await self.store.save_orders(sent)
         if rejected:
             await self.store.record([(e, 0) for e in rejected], [], [], [])
@@ -351,23 +418,18 @@ class Executor:
         return [cid for cid, ok in won.items() if ok]
 
     async def _on_control(self, deliveries: list[Delivery]) -> None:
+        """Apply halts, resumes, limit changes and heartbeats before any await: the next check sees them."""
+        cancels: list[OrderIntent] = []
         for d in deliveries:
             for m in d.messages:
                 if not isinstance(m, RiskControl):
                     continue
-                if m.action == "halt":
-                    if m.exchange:
-                        self.risk.halted_venues.add(m.exchange)
-                    else:
-                        self.risk.halted_all = True
-                elif m.action == "resume":
-                    if m.exchange:
-                        self.risk.halted_venues.discard(m.exchange)
-                    else:
-                        self.risk.halted_all, self.risk.halted_venues = False, set()
-                elif m.action == "set_limit" and "max_notional" in m.limits:
-                    self.risk.max_notional = m.limits["max_notional"]
-                log.info("risk control: %s %s %s", m.action, m.exchange or "all venues", m.reason)
+                cancels += self.guard.on_control(m, time.time_ns())
+                if m.action != "heartbeat":
+                    log.info(
+                        "risk control: %s %s %s %s", m.action, m.exchange or "all venues", m.reason, m.limits or ""
+                    )
+        await self._send_cancels(cancels)
 
     async def _reports_loop(self) -> None:
         idle = 0.005 if isinstance(self.gateway, PaperGateway) else 1.0
@@ -393,11 +455,13 @@ class Executor:
         # (the paper gateway's never do), so the stored balances always equal the stored ledger.
         reports = await self.gateway.poll()
         ledger = self.gateway.drain_ledger()
+        late_cancels = self._guard_reports(reports)
         if reports or ledger or self._unstored:
             touched = {(x.venue, x.wallet, x.asset) for x in ledger}
             for e, _ in reports:  # locks move without a ledger entry: store the order's assets too
                 touched |= {(e.exchange, w, a) for w, a in self._wallet_assets(e)}
             balances = [b for b in await self.gateway.balances() if (b.exchange, b.wallet, b.asset) in touched]
+            self._guard_balances(balances)
             self._unstored.append((reports, ledger, balances))
             all_reports = [r for batch in self._unstored for r in batch[0]]
             all_ledger = [x for batch in self._unstored for x in batch[1]]
@@ -409,6 +473,7 @@ class Executor:
             await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
             self._next_delivery = await self.store.next_delivery()
             await self._publish_notices()
+        await self._send_cancels(late_cancels)
 
     def _wallet_assets(self, e: OrderEvent) -> list[tuple[str, str]]:
         base, _, quote = e.symbol.partition("/")

@@ -112,11 +112,7 @@ class ExecutorSettings(Section):
         },
         description="paper balances per venue and asset, deposited on first start",
     )
-    max_notional: float = Field(5_000.0, gt=0, description="pre-trade check: largest order value in quote")
     live_venues: dict[str, CcxtVenue] = Field(default_factory=dict)
-    live_max_notional: float | None = Field(
-        None, gt=0, description="risk limit for live orders (quote value); live trading refuses to start without it"
-    )
     strategy_enabled: bool | None = Field(
         None, description="run the baseline momentum strategy; default: on in replay mode, off otherwise"
     )

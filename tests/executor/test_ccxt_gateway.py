@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from services.executor.ccxt_gateway import CcxtGateway, live_gate
+from services.executor.ccxt_gateway import CcxtGateway, LiveGateClosed, live_gate
+from services.executor.service import build_gateway
 from shared.config import Settings
 from shared.schemas import OrderEvent, OrderIntent
 from shared.sections.executor import CcxtVenue, ExecutorSettings
+from shared.sections.risk import LimitOverride, Limits, RiskSettings
 from tests.executor.fake_binance import FakeBinance
 
 DATA = Path(__file__).parent.parent / "data" / "executor"
@@ -142,7 +144,27 @@ def test_live_gate_names_the_closed_gate() -> None:
     no_key = ExecutorSettings(live_venues={"binance": CcxtVenue()})
     assert "API key" in (live_gate(Settings(mode="live", live=True, executor=no_key)) or "")
     keyed = ExecutorSettings(live_venues={"binance": CcxtVenue(api_key=KEY, secret=SECRET)})  # type: ignore[arg-type]
-    assert "LIVE_MAX_NOTIONAL" in (live_gate(Settings(mode="live", live=True, executor=keyed)) or "")
-    limited = keyed.model_copy(update={"live_max_notional": 1000.0})
-    assert live_gate(Settings(mode="live", live=True, executor=limited)) is None
+    limited = RiskSettings(venues={"binance": LimitOverride(max_order_notional=500.0)})
+    assert live_gate(Settings(mode="live", live=True, executor=keyed, risk=limited)) is None
     assert KEY not in repr(keyed) and SECRET not in repr(keyed)
+
+
+def test_live_gate_stays_closed_until_every_limit_of_every_live_venue_is_set() -> None:
+    two = ExecutorSettings(live_venues={name: CcxtVenue(api_key=KEY, secret=SECRET) for name in ("binance", "kraken")})
+
+    def gate(risk: RiskSettings) -> str:
+        return live_gate(Settings(mode="live", live=True, executor=two, risk=risk)) or ""
+
+    defaults_only = gate(RiskSettings())  # the paper defaults were never confirmed for real money
+    assert "binance: no risk limits set" in defaults_only and "kraken: no risk limits set" in defaults_only
+    one_venue = gate(RiskSettings(venues={"binance": LimitOverride(max_open_orders=5)}))
+    assert "kraken: no risk limits set" in one_venue and "binance" not in one_venue
+    unlimited = gate(RiskSettings(limits=Limits(price_band_bps=None, orders_per_s=None)))
+    assert "binance: unlimited orders_per_s, price_band_bps" in unlimited and "kraken: unlimited" in unlimited
+    assert gate(RiskSettings(limits=Limits(max_order_notional=1000.0))) == ""
+
+    # the executor refuses to start on that gate, naming what is missing
+    with pytest.raises(LiveGateClosed, match="kraken: no risk limits set"):
+        build_gateway(
+            Settings(mode="live", live=True, executor=two, risk=RiskSettings(venues={"binance": LimitOverride()})), "t"
+        )

@@ -43,6 +43,9 @@ def start_executor(db_url: str, redis_url: str, log: Path) -> subprocess.Popen[b
         "TRADEWIND_BUS__CLAIM_IDLE_MS": "1000",
         "TRADEWIND_BUS__CLAIM_INTERVAL_MS": "200",
         "TRADEWIND_BUS__BATCH_SIZE": "7",
+        # the burst of intents is the point here, not the order-rate limit's rejections
+        "TRADEWIND_RISK__LIMITS__ORDERS_PER_S": "100000",
+        "TRADEWIND_RISK__LIMITS__ORDER_BURST": str(2 * N_INTENTS),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.executor"],

@@ -44,7 +44,8 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
     settings = Settings(
         mode="replay",
         bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
-        executor={"strategy_enabled": False, "max_notional": 1000.0, "market_data_venues": ["binance"]},
+        executor={"strategy_enabled": False, "market_data_venues": ["binance"]},
+        risk={"limits": {"max_order_notional": 1000.0}},
     )
     exchange = PaperExchange(settings.executor.venues, seed=1, id_prefix="T-")
     executor = Executor(settings, redis, db, PaperGateway(exchange), run_id="svc")

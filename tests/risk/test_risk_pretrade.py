@@ -188,6 +188,19 @@ def test_heartbeat_timeout_boundary() -> None:
     assert g.check(order(1.0), 16 * SEC) is None
 
 
+def test_heartbeat_not_required_is_enforced_from_the_first_heartbeat_only() -> None:
+    g = PreTradeGuard(RiskSettings(limits=UNLIMITED), now_ns=0, heartbeat_required=False)
+    g.set_mid("binance", "BTC/USDT", 100.0)
+    g.set_free("binance", "USDT", 1e9)
+    assert g.check(order(1.0), 60 * SEC) is None  # no risk service yet: paper trading goes on
+    g.on_control(RiskControl("halt", 0, issued_by="cli"), 61 * SEC)
+    g.on_control(RiskControl("resume", 0, issued_by="cli"), 62 * SEC)
+    assert g.check(order(1.0), 120 * SEC) is None  # a human's halt/resume is not a heartbeat
+    g.on_control(RiskControl("heartbeat", 0), 130 * SEC)
+    assert g.check(order(1.0), 135 * SEC) is None
+    assert g.check(order(1.0), 135 * SEC + 1) == pretrade.HEARTBEAT_LOST  # heard once, then silent
+
+
 def test_limits_configured_only_when_explicit_and_bounded() -> None:
     assert missing_limits(RiskSettings(), ["binance"])  # defaults are for paper only
     assert missing_limits(RiskSettings(limits=Limits()), ["binance"]) == []

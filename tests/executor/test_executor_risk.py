@@ -1,0 +1,251 @@
+"""The risk library wired into the real executor: kill switch, heartbeat, runtime limits, status.
+
+The executor runs in-process on real Redis and PostgreSQL, fed a recorded Binance book; halts and
+limit changes arrive on ``risk:control`` as `tradewind halt` / the risk service send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from services.executor.cli import collect
+from services.executor.gateway import PaperGateway
+from services.executor.service import Executor, guarded_limits
+from services.risk.cli import send_control
+from services.risk.service import run as run_risk
+from shared.bus import connect_redis
+from shared.config import Settings
+from shared.paper import PaperExchange
+from shared.paper.recorded import read_binance_capture
+from shared.pretrade import resolve_limits
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, decode, encode, streams
+from shared.storage import Database
+
+CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
+FAST_BUS = {"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200}
+ORDER_LATENCY_MS = 400  # long enough that an order sent just before a halt is acknowledged after it
+NS = 1_000_000_000
+
+
+def market(cid: str, side: str = "buy", amount: float = 0.001, **kw: Any) -> OrderIntent:
+    return OrderIntent(cid, "binance", "BTC/USDT", side, "market", amount, time.time_ns(), **kw)  # type: ignore[arg-type]
+
+
+async def publish(redis: Redis, stream: str, message: OrderIntent | RiskControl) -> bytes:
+    return await redis.xadd(stream, {streams.FIELD: encode(message)})  # type: ignore[return-value]
+
+
+async def event(redis: Redis, cid: str, status: str, timeout: float = 10.0) -> OrderEvent:
+    """The first ``status`` event of order ``cid`` on orders:events."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = []
+        for _, fields in await redis.xrange(streams.ORDERS_EVENTS):  # type: ignore[union-attr]
+            for m in decode(fields[streams.FIELD.encode()]):  # type: ignore[index,arg-type]
+                if isinstance(m, OrderEvent) and m.client_order_id == cid:
+                    if m.status == status:
+                        return m
+                    seen.append((m.status, m.reason))
+        assert time.monotonic() < deadline, f"no {status!r} event for {cid} within {timeout}s; saw {seen}"
+        await asyncio.sleep(0.02)
+
+
+def _entry(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq)
+
+
+async def last_control(redis: Redis) -> bytes:
+    (entry_id, _), *_ = await redis.xrevrange(streams.RISK_CONTROL, count=1)  # type: ignore[misc]
+    return entry_id  # type: ignore[return-value]
+
+
+async def handled(redis: Redis, group: str, entry_id: bytes, timeout: float = 5.0) -> None:
+    """Wait until the executor's control consumer has handled and acked ``entry_id``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for g in await redis.xinfo_groups(streams.RISK_CONTROL):
+            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+            if name == group and _entry(g["last-delivered-id"]) >= _entry(entry_id) and g["pending"] == 0:
+                return
+        assert time.monotonic() < deadline, f"{group} never acked risk:control entry {entry_id!r}"
+        await asyncio.sleep(0.005)
+
+
+class Running:
+    """An executor task on an isolated database and Redis, fed the recorded book."""
+
+    def __init__(self, settings: Settings, redis: Redis, db: Database) -> None:
+        self.exchange = PaperExchange(settings.executor.venues, seed=1, id_prefix="R-")
+        self.executor = Executor(settings, redis, db, PaperGateway(self.exchange), run_id="risk")
+        self.redis = redis
+        self.control_group = f"{settings.executor.group}-control"
+
+    async def start(self) -> asyncio.Task[None]:
+        task = asyncio.create_task(self.executor.run())
+        await asyncio.wait_for(self.executor.ready.wait(), 20)
+        snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
+        await self.redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
+        while self.exchange.book("binance", "BTC/USDT").mid() is None:
+            await asyncio.sleep(0.01)
+        return task
+
+    def mid(self) -> float:
+        return float(self.exchange.book("binance", "BTC/USDT").mid())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def servers(isolated: tuple[str, str]) -> AsyncIterator[tuple[str, str, Redis, Database]]:
+    dsn, rurl = isolated
+    redis = connect_redis(rurl)
+    db = await Database.connect(dsn, Settings().storage)
+    await db.migrate()
+    yield dsn, rurl, redis, db
+    await db.close()
+    await redis.aclose()
+
+
+@pytest.mark.integration
+async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_resume_restores(
+    servers: tuple[str, str, Redis, Database],
+) -> None:
+    dsn, rurl, redis, db = servers
+    latency = {"order_latency_ms": ORDER_LATENCY_MS, "report_latency_ms": 5, "latency_jitter_ms": 0}
+    settings = Settings(
+        mode="replay",
+        bus=FAST_BUS,
+        executor={"strategy_enabled": False, "market_data_venues": ["binance"], "venues": {"binance": latency}},
+    )
+    run = Running(settings, redis, db)
+    task = await run.start()
+    try:
+        bid = round(run.mid() * 0.995, 2)  # under the touch (rests), inside the 2% price band
+        rest = [
+            OrderIntent(f"rest-{n}", "binance", "BTC/USDT", "buy", "limit", 0.001, time.time_ns(), price=bid)
+            for n in (1, 2)
+        ]
+        await publish(redis, streams.ORDERS_INTENTS, rest[0])
+        await event(redis, "rest-1", "accepted")
+        await publish(redis, streams.ORDERS_INTENTS, rest[1])
+        while not await db.fetch("SELECT 1 FROM orders WHERE client_order_id = 'rest-2'"):
+            await asyncio.sleep(0.005)  # rest-2 is on its way to the venue: the halt overtakes it
+
+        halt = RiskControl("halt", time.time_ns(), reason="test kill switch", issued_by="test")
+        await send_control(settings, rurl, dsn, halt)  # what `tradewind halt` does
+        await handled(redis, run.control_group, await last_control(redis))
+        acked_ns = time.time_ns()
+        await publish(redis, streams.ORDERS_INTENTS, market("after-halt"))
+        await publish(redis, streams.ORDERS_INTENTS, market("reduce", "sell", reduce_only=True))
+
+        rejected = await event(redis, "after-halt", "rejected")
+        assert rejected.reason == "risk.halted"
+        assert (await event(redis, "reduce", "filled")).filled == 0.001  # reducing risk stays allowed
+        cancelled = await event(redis, "rest-1", "cancelled")
+        # the cancel reached the venue one order latency after it was sent: before the halt was acked
+        assert cancelled.ts <= acked_ns + ORDER_LATENCY_MS * 1_000_000
+        assert (await event(redis, "rest-2", "accepted")).ts > halt.ts  # acknowledged after the halt...
+        await event(redis, "rest-2", "cancelled")  # ...and cancelled then
+        status = await collect(dsn)
+        assert status["risk"]["halted"] is True and status["risk"]["source"] == "postgres"
+        assert status["risk"]["last_switch"]["detail"]["reason"] == "test kill switch"
+
+        await send_control(settings, rurl, dsn, RiskControl("resume", time.time_ns(), issued_by="test"))
+        await handled(redis, run.control_group, await last_control(redis))
+        await publish(redis, streams.ORDERS_INTENTS, market("after-resume"))
+        assert (await event(redis, "after-resume", "filled")).filled == 0.001
+    finally:
+        run.executor.stop()
+        await task
+    rows = {r["client_order_id"]: r["status"] for r in await db.fetch("SELECT client_order_id, status FROM orders")}
+    assert rows == {
+        "rest-1": "cancelled",
+        "rest-2": "cancelled",
+        "after-halt": "rejected",
+        "reduce": "filled",
+        "after-resume": "filled",
+    }
+    assert (await collect(dsn))["risk"]["halted"] is False
+
+
+@pytest.mark.integration
+async def test_silent_risk_service_halts_new_orders_and_its_last_limits_stay_enforced(
+    servers: tuple[str, str, Redis, Database], uid: str
+) -> None:
+    dsn, rurl, redis, db = servers
+    timeout_s = 0.8
+    settings = Settings(
+        mode="replay",
+        redis_url=rurl,
+        database_url=dsn,
+        bus=FAST_BUS,
+        executor={"strategy_enabled": False, "market_data_venues": ["binance"]},
+        risk={
+            "heartbeat_s": 0.1,
+            "heartbeat_timeout_s": timeout_s,
+            "stale_after_s": 120,
+            "group": f"risk-{uid}",
+            "market_data_venues": ["binance"],
+        },
+    )
+    run = Running(settings, redis, db)
+    guard = run.executor.guard
+    task = await run.start()
+    risk_stopping = asyncio.Event()
+    risk_task = asyncio.create_task(run_risk(settings, risk_stopping))
+    try:
+        await publish(redis, streams.ORDERS_INTENTS, market("before-risk"))  # replay: no risk service needed
+        await event(redis, "before-risk", "filled")
+        while guard.last_heartbeat_ns is None:
+            await asyncio.sleep(0.01)
+        status = await collect(dsn, rurl)  # the risk service's own state, through Redis
+        assert status["risk"]["source"] == "redis" and "binance" in status["risk"]["state"]["venues"]
+
+        # a runtime limit from risk:control: 0.002 BTC is worth more than 100 USDT
+        assert run.mid() * 0.002 > 100 > run.mid() * 0.001
+        limit = await publish(
+            redis, streams.RISK_CONTROL, RiskControl("set_limit", time.time_ns(), limits={"max_order_notional": 100})
+        )
+        await handled(redis, run.control_group, limit)
+        await publish(redis, streams.ORDERS_INTENTS, market("too-big", amount=0.002))
+        assert (await event(redis, "too-big", "rejected")).reason == "risk.max_notional"
+
+        risk_stopping.set()  # the risk service dies
+        await risk_task
+        await asyncio.sleep(timeout_s + 0.3)
+        await publish(redis, streams.ORDERS_INTENTS, market("silent"))
+        await publish(redis, streams.ORDERS_INTENTS, market("silent-reduce", "sell", reduce_only=True))
+        await publish(redis, streams.ORDERS_INTENTS, market("silent-reduce-big", "sell", 0.002, reduce_only=True))
+        assert (await event(redis, "silent", "rejected")).reason == "risk.heartbeat_lost"
+        await event(redis, "silent-reduce", "filled")
+        assert (await event(redis, "silent-reduce-big", "rejected")).reason == "risk.max_notional"
+        status = await collect(dsn, rurl)
+        assert status["risk"]["state_age_s"] > timeout_s  # the last state it wrote, visibly old
+
+        risk_stopping = asyncio.Event()  # the risk service comes back: trading resumes
+        risk_task = asyncio.create_task(run_risk(settings, risk_stopping))
+        while guard.heartbeat_lost(time.time_ns()):
+            await asyncio.sleep(0.01)
+        await publish(redis, streams.ORDERS_INTENTS, market("back"))
+        await event(redis, "back", "filled")
+    finally:
+        risk_stopping.set()
+        await risk_task
+        run.executor.stop()
+        await task
+
+
+def test_no_fee_buffer_where_the_venue_takes_fees_from_what_an_order_receives() -> None:
+    settings = Settings(risk={"limits": {"fee_buffer": 0.003}, "venues": {"okx": {"fee_buffer": 0.001}}})
+    risk = guarded_limits(settings)
+    assert settings.executor.venues["binance"].fee_in == "received"  # buying ETH with BTC spends exactly the BTC
+    assert resolve_limits(risk, "binance", "ETH/BTC").fee_buffer == 0.0
+    assert settings.executor.venues["coinbase"].fee_in == "quote"  # the fee comes on top of the notional
+    assert resolve_limits(risk, "coinbase", "BTC/USD").fee_buffer == 0.003
+    assert resolve_limits(risk, "okx", "BTC/USDT").fee_buffer == 0.001  # set explicitly: kept
