@@ -12,6 +12,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -146,12 +147,12 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "orders": counts["orders"],
         "fills": counts["fills"],
         "orders_by_status": by_status,
-        "risk": {**_halts(switches), "events_last_hour": recent},
+        "risk": {**halt_state(switches), "events_last_hour": recent},
         "policy": policy[0] if policy else None,
     }
 
 
-def _halts(rows: list[asyncpg.Record]) -> dict[str, Any]:
+def halt_state(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Halt state from the latest switch per venue: a resume of every venue also lifts venue halts."""
     switches = [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
     every = next((s for s in switches if s["exchange"] is None), None)
@@ -226,7 +227,7 @@ def render(status: dict[str, Any]) -> None:
         table(
             "Risk per venue",
             [
-                {"exchange": k, **{f: round(x, 4) if isinstance(x, float) else x for f, x in v.items()}}
+                {"exchange": k, **{f: round(x, 2) if isinstance(x, float) else x for f, x in v.items()}}
                 for k, v in state["venues"].items()
             ],
             ["exchange", "equity", "gross_exposure", "net_exposure", "margin_level", "data_age_s", "halted"],

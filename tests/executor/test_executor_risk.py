@@ -7,6 +7,7 @@ limit changes arrive on ``risk:control`` as `tradewind halt` / the risk service 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from services.executor.cli import collect
+from services.executor.cli import collect, halt_state
 from services.executor.gateway import PaperGateway
 from services.executor.service import Executor, guarded_limits
 from services.risk.cli import send_control
@@ -249,3 +250,17 @@ def test_no_fee_buffer_where_the_venue_takes_fees_from_what_an_order_receives() 
     assert settings.executor.venues["coinbase"].fee_in == "quote"  # the fee comes on top of the notional
     assert resolve_limits(risk, "coinbase", "BTC/USD").fee_buffer == 0.003
     assert resolve_limits(risk, "okx", "BTC/USDT").fee_buffer == 0.001  # set explicitly: kept
+
+
+def test_status_halts_from_the_latest_switch_per_venue() -> None:
+    def switch(kind: str, ts: int, exchange: str | None, reason: str = "") -> dict[str, Any]:
+        return {"kind": kind, "ts": ts, "exchange": exchange, "detail": json.dumps({"reason": reason})}
+
+    venue_halts = [switch("resume", 1, None), switch("halt", 2, "kraken", "feed gap"), switch("resume", 3, "okx")]
+    state = halt_state(venue_halts)
+    assert state["halted"] is False and state["halted_venues"] == {"kraken": "feed gap"}
+    assert state["last_switch"]["exchange"] == "okx"
+    lifted = halt_state([switch("resume", 5, None), switch("halt", 2, "kraken", "feed gap")])
+    assert lifted["halted_venues"] == {}  # resuming every venue lifts the venue's halt too
+    drawdown = halt_state([switch("drawdown_halt", 7, None)])
+    assert drawdown["halted"] is True
