@@ -25,7 +25,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -170,7 +171,8 @@ def load_session(path: Path, venue: str | None = None) -> Session:
     m = _CF_SINGLE.match(stem)
     if m:
         return Session(venue or cryptofeed_venue(m.group("ex")), path, list(read_records(path)))
-    return Session(venue or _hft_venue(path), path, list(read_records(path)))
+    records = list(read_records(path))
+    return Session(venue or _hft_venue(path) or sniff_venue(records), path, records)
 
 
 def _hft_venue(path: Path) -> str | None:
@@ -178,6 +180,61 @@ def _hft_venue(path: Path) -> str | None:
         return path.parent.parent.name
     prefix = path.name.split("_", 1)[0]
     return _HFT_PREFIXES.get(prefix)
+
+
+def _frame_venue(data: str) -> str | None:
+    """The venue whose public websocket API sends frames shaped like ``data`` (None: can't say).
+
+    Binance.US sends Binance's frames (reported as ``binance``); USD-M futures depth has ``pu``.
+    """
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(obj, list):  # Kraken v1 [id, ..., "book-10", "XBT/USD"]; Bitfinex v2 [chanId, ...]
+        if len(obj) >= 4 and isinstance(obj[-1], str) and "/" in obj[-1] and isinstance(obj[-2], str):
+            return "kraken"
+        return "bitfinex" if len(obj) >= 2 and type(obj[0]) is int and isinstance(obj[1], (list, str)) else None
+    if not isinstance(obj, dict):
+        return None
+    inner = obj.get("data")
+    if (isinstance(obj.get("stream"), str) and isinstance(inner, dict)) or "lastUpdateId" in obj or "e" in obj:
+        event = inner if isinstance(inner, dict) else obj
+        return "binance_futures" if "pu" in event else "binance"
+    if isinstance(obj.get("topic"), str):
+        return "bybit"
+    if isinstance(obj.get("arg"), dict):
+        return "okx"
+    if "product_id" in obj or obj.get("type") == "subscriptions":
+        return "coinbase"
+    if isinstance(obj.get("type"), str) and ("symbol" in obj or obj.get("type") == "heartbeat"):
+        return "gemini"
+    name = obj.get("event")
+    if isinstance(name, str) and (name.startswith("bts:") or (isinstance(obj.get("channel"), str) and "data" in obj)):
+        return "bitstamp"
+    if name in ("systemStatus", "subscriptionStatus") or "connectionID" in obj:
+        return "kraken"
+    if (name == "info" and obj.get("version") == 2) or (name == "subscribed" and "chanId" in obj):
+        return "bitfinex"
+    return None
+
+
+def sniff_venue(records: Iterable[Record], frames: int = 50) -> str | None:
+    """The venue of a capture whose names don't say, from the shape of its first ``frames`` frames:
+    the one they all point to (Binance family: futures if any frame is a futures one), else None."""
+    votes: Counter[str] = Counter()
+    for record in records:
+        if record.kind != "frame":
+            continue
+        venue = _frame_venue(record.data)
+        if venue is not None:
+            votes[venue] += 1
+        frames -= 1
+        if frames <= 0:
+            break
+    if set(votes) == {"binance", "binance_futures"}:
+        return "binance_futures"
+    return next(iter(votes)) if len(votes) == 1 else None
 
 
 def _cryptofeed_session(folder: Path, ex: str, venue: str | None, only_ws: Path | None = None) -> Session:

@@ -197,6 +197,8 @@ class Feed:
         self.frames += 1
         try:
             self.handle(frame, recv_ts)
+        except RecursionError:  # JSON nested deeper than the decoder goes (msgspec's limit is ~1000)
+            self.errors("not JSON", frame, "nested too deeply")
         except Exception as exc:  # the guarantee: a bad frame never takes the connector down
             self.errors(f"unexpected {type(exc).__name__}", frame, str(exc)[:200])
 

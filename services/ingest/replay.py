@@ -153,10 +153,15 @@ class ReplayServer:
         by_venue: dict[str, list[Session]] = defaultdict(list)
         unsupported: set[str] = set()
         for session in find_sessions(Path(path), exchange):
-            if session.venue is None:
-                if Path(path).is_file():
-                    raise CaptureError(f"{session.path}: cannot tell which exchange recorded this; pass --exchange")
-                session.venue = session.path.parent.parent.name  # <exchange>/<recorder>/file, as in shared/data/ws
+            if session.venue is None:  # neither its names nor its frames' shape say (capture.sniff_venue)
+                folder = session.path.parent.parent.name  # <exchange>/<recorder>/file, as in shared/data/ws
+                if folder not in NAMES:
+                    problem = f"{session.path}: cannot tell which exchange recorded this; pass --exchange"
+                    if Path(path).is_file():
+                        raise CaptureError(problem)
+                    log.warning("replay: skipping %s", problem)
+                    continue
+                session.venue = folder
             if session.venue not in NAMES:  # a tree such as shared/data/ws holds venues Tradewind lacks
                 unsupported.add(session.venue)
                 continue

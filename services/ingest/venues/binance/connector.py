@@ -115,7 +115,7 @@ class BinanceFeed(Feed):
         """Everything but a well-formed trade/depth envelope: replies, other channels, errors."""
         try:
             obj = msgspec.json.decode(frame)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested deeper than msgspec goes
             self.errors("not JSON", frame, str(exc))
             return
         if not isinstance(obj, dict):

@@ -76,6 +76,9 @@ class BitfinexFeed(ResyncFeed):
                         self.lost(venue_symbol, detail, recv_ts)
             self._seq = seq
             msg = msg[:-1]
+            if len(msg) < 2:
+                self.errors("unrecognized", frame, "no payload between chanId and the sequence number")
+                return
         channel, venue_symbol = self.channels.get(msg[0], ("", ""))
         payload = msg[1]
         if payload == "hb":

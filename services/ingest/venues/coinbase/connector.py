@@ -43,19 +43,24 @@ class CoinbaseFeed(ResyncFeed):
             self._other(frame, recv_ts, str(exc))
             return
         kind = type(msg)
+        if kind is LastMatch:
+            self.ignored["last_match"] += 1
+            return
+        try:
+            ts = iso_ns(msg.time) if msg.time else recv_ts
+        except (ValueError, OverflowError) as exc:
+            self._invalid(msg.__struct_config__.tag, msg.product_id, frame, recv_ts, f"time {msg.time[:40]!r}: {exc}")
+            return
         if kind is L2Update:
-            self._update(msg, recv_ts)
+            self._update(msg, ts, recv_ts)
         elif kind is Match:
             self._match(msg, recv_ts, frame)
         elif kind is Snapshot:
             symbol = self.unified(msg.product_id, frame)
             self._updates[msg.product_id] = 0
-            ts = iso_ns(msg.time) if msg.time else recv_ts
             self.publish_snapshot(msg.product_id, symbol, msg.bids, msg.asks, 0, ts, recv_ts)
-        elif kind is LastMatch:
-            self.ignored["last_match"] += 1
 
-    def _update(self, msg: L2Update, recv_ts: int) -> None:
+    def _update(self, msg: L2Update, ts: int, recv_ts: int) -> None:
         symbol = self._unified.get(msg.product_id) or self.unified(msg.product_id, "")
         book = self.live(symbol)
         if book is None:
@@ -64,7 +69,6 @@ class CoinbaseFeed(ResyncFeed):
         bids = [(p, a) for side, p, a in msg.changes if side == "buy"]
         asks = [(p, a) for side, p, a in msg.changes if side == "sell"]
         seq = self._updates[msg.product_id] = self._updates.get(msg.product_id, 0) + 1
-        ts = iso_ns(msg.time) if msg.time else recv_ts
         book.apply(bids, asks, seq, ts)
         self.publish_delta(book, bids, asks, seq, ts, recv_ts)
 
@@ -86,18 +90,24 @@ class CoinbaseFeed(ResyncFeed):
             self.errors("not JSON", frame, str(exc))
             return
         kind = obj.get("type") if isinstance(obj, dict) else None
-        if kind in _IGNORED:
+        if not isinstance(kind, str):
+            self.errors("unrecognized", frame, why)
+        elif kind in _IGNORED:
             self.ignored[kind] += 1
         elif kind == "error":
             self.errors("venue error", frame)
         elif kind in ("l2update", "snapshot", "match"):
-            self.errors(f"invalid {kind}", frame, why)
-            product = obj.get("product_id")
-            known = kind == "l2update" and isinstance(product, str) and product in self._unified
-            if known and self.live(self._unified[product]) is not None:  # a delta we cannot apply is lost
-                self.lost(product, f"unreadable l2update ({why})", recv_ts)
+            self._invalid(kind, obj.get("product_id"), frame, recv_ts, why)
         else:
             self.errors("unrecognized", frame, why)
+
+    def _invalid(self, kind: str, product: object, frame: str | bytes, recv_ts: int, why: str) -> None:
+        """A frame of a known type that cannot be used; an l2update of a live book means a lost delta."""
+        self.errors(f"invalid {kind}", frame, why)
+        if kind != "l2update" or not isinstance(product, str) or product not in self._unified:
+            return
+        if self.live(self._unified[product]) is not None:
+            self.lost(product, f"unreadable l2update ({why})", recv_ts)
 
 
 class CoinbaseConnector(Connector):

@@ -83,7 +83,7 @@ class KrakenFeed(ResyncFeed):
         event = msg.get("event")
         if msg.get("status") == "error" or event == "error":
             self.errors("venue error", frame)
-        elif event in _EVENTS:
+        elif isinstance(event, str) and event in _EVENTS:
             self.ignored[event] += 1
         else:
             self.errors("unrecognized", frame)
@@ -94,7 +94,7 @@ class KrakenFeed(ResyncFeed):
             bid_levels, ask_levels = _floats(bids), _floats(asks)
             depth = int(channel[5:])
             want = int(expected) if expected is not None else None
-        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             self.errors("invalid book", frame, str(exc))
             if pair in self._unified and self.live(self._unified[pair]) is not None:
                 self.lost(pair, f"unreadable book update ({exc})", recv_ts)

@@ -61,8 +61,11 @@ def book_parts(frame: list) -> tuple[bool, list[TextLevel], list[TextLevel], str
                 raise ValueError(f"unknown book field {key!r}")
             snapshot = snapshot or key in ("as", "bs")
             for level in levels:
-                side.append((level[0], level[1]))
-                latest = max(latest, decimal_ns(level[2]))
+                price, volume, when = level[0], level[1], level[2]
+                if not (isinstance(price, str) and isinstance(volume, str) and isinstance(when, str)):
+                    raise TypeError(f"level {level!r}: price, volume and time must be strings")
+                side.append((price, volume))
+                latest = max(latest, decimal_ns(when))
     return snapshot, bids, asks, checksum, latest
 
 
