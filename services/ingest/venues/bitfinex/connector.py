@@ -5,6 +5,10 @@ connection's sequence number, each the previous + 1. A jump means frames were lo
 the number is per connection, not per channel, every book on it is suspect: ``md:status`` gap
 for each, the books dropped, each book channel unsubscribed and subscribed again (Bitfinex
 then sends a new snapshot), ``md:status`` resynced per book.
+
+Checksum rule: the connector also asks for the OB_CHECKSUM flag; each ``[chanId, "cs", n]`` frame
+must equal the CRC32 of the book's best 25 levels (``schemas.book_checksum``), else that book
+gaps and is resubscribed. Captures made without the flag simply have no checksum frames.
 """
 
 from __future__ import annotations
@@ -15,8 +19,17 @@ from collections.abc import Sequence
 import msgspec
 
 from services.ingest.connector import Connector
-from services.ingest.venues.bitfinex.config import BOOK_FREQUENCY, BOOK_PRECISION, SEQ_ALL, WS_PATH, book_length
-from services.ingest.venues.bitfinex.schemas import book_levels, event_decoder, trade_of
+from services.ingest.venues.bitfinex.config import (
+    BOOK_FREQUENCY,
+    BOOK_PRECISION,
+    CHECKSUM_LEVELS,
+    CONF_FLAGS,
+    OB_CHECKSUM,
+    SEQ_ALL,
+    WS_PATH,
+    book_length,
+)
+from services.ingest.venues.bitfinex.schemas import book_checksum, book_levels, event_decoder, trade_of
 from services.ingest.venues.subscribed import ResyncFeed
 
 
@@ -28,6 +41,8 @@ class BitfinexFeed(ResyncFeed):
         self.channels: dict[int, tuple[str, str]] = {}  # chanId -> (channel, venue symbol)
         self.book_chan: dict[str, int] = {}  # venue symbol -> its book chanId
         self.sequenced = False
+        self.checksummed = False  # the venue confirmed the OB_CHECKSUM flag
+        self.verified = 0  # checksums that matched (tests and metrics)
         self._seq: int | None = None
 
     def handle(self, frame: str | bytes, recv_ts: int) -> None:
@@ -57,6 +72,7 @@ class BitfinexFeed(ResyncFeed):
             self.channels.pop(event.chanId, None)
         elif event.event == "conf":
             self.sequenced = event.status == "OK" and bool(event.flags & SEQ_ALL)
+            self.checksummed = event.status == "OK" and bool(event.flags & OB_CHECKSUM)
             self._seq = None
         elif event.event == "error":
             self.errors("venue error", frame)
@@ -83,6 +99,8 @@ class BitfinexFeed(ResyncFeed):
         payload = msg[1]
         if payload == "hb":
             self.ignored["hb"] += 1
+        elif payload == "cs" and channel == "book":
+            self._checksum(venue_symbol, msg, frame, recv_ts)
         elif channel == "book":
             self._book(venue_symbol, payload, frame, recv_ts)
         elif channel == "trades":
@@ -114,6 +132,23 @@ class BitfinexFeed(ResyncFeed):
         book.apply(bids, asks, self._seq if self._seq is not None else book.seq + 1, recv_ts)
         self.publish_delta(book, bids, asks, book.seq, recv_ts, recv_ts)
 
+    def _checksum(self, venue_symbol: str, msg: list, frame: str | bytes, recv_ts: int) -> None:
+        """``[chanId, "cs", checksum]``: the book's best 25 levels must give the same CRC32."""
+        want = msg[2] if len(msg) > 2 else None
+        if type(want) is not int:
+            self.errors("invalid checksum", frame, 'expected [chanId, "cs", signed 32-bit integer]')
+            return
+        book = self.live(self.unified(venue_symbol, frame))
+        if book is None:
+            self.ignored["checksum of a book not in sync"] += 1
+            return
+        bids, asks = book.top(CHECKSUM_LEVELS)
+        actual = book_checksum(bids, asks)
+        if actual != want:
+            self.lost(venue_symbol, f"checksum mismatch: book gives {actual}, Bitfinex says {want}", recv_ts)
+            return
+        self.verified += 1
+
     def _trade(self, venue_symbol: str, msg: list, frame: str | bytes, recv_ts: int) -> None:
         kind = msg[1]
         if kind == "tu" or (isinstance(kind, list) and (not kind or isinstance(kind[0], list))):
@@ -139,7 +174,7 @@ class BitfinexFeed(ResyncFeed):
 
 
 class BitfinexConnector(Connector):
-    """One connection: the ``conf`` event (SEQ_ALL), then a ``subscribe`` event per channel."""
+    """One connection: the ``conf`` event (SEQ_ALL, OB_CHECKSUM), then a ``subscribe`` event per channel."""
 
     def ws_url(self) -> str:
         return self.venue.base_url_ws.rstrip("/") + WS_PATH
@@ -149,7 +184,7 @@ class BitfinexConnector(Connector):
                 "freq": BOOK_FREQUENCY, "len": book_length(self.venue.snapshot_limit)}  # fmt: skip
 
     def subscribe_frames(self) -> Sequence[str]:
-        frames = [json.dumps({"event": "conf", "flags": SEQ_ALL})]
+        frames = [json.dumps({"event": "conf", "flags": CONF_FLAGS})]
         for unified in self.venue.symbols:
             symbol = self.feed.symbols.venue(unified, self.exchange)
             if self.venue.trades:
