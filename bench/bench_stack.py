@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -45,10 +46,8 @@ def run(ctx: BenchContext) -> dict[str, float]:
         for p in tree:
             if _is_ray(p):
                 continue
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 total += p.memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
         peak = max(peak, total / 2**20)
         time.sleep(0.5)
     stdout, _ = proc.communicate()
