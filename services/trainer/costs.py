@@ -7,6 +7,7 @@ charge the same costs for the same trade. All costs are fractions of the traded 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -97,7 +98,7 @@ class CostModel:
         q = np.abs(np.asarray(trade_notional, dtype=np.float64))
         return q * self.cost_rate(q, bar_notional, half_spread)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "tiers": [[t.min_volume_30d, t.maker, t.taker] for t in self.tiers],
             "volume_30d": self.volume_30d,
@@ -107,12 +108,7 @@ class CostModel:
         }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, object]) -> CostModel:
-        tiers = raw.get("tiers")
-        kwargs: dict[str, object] = {k: float(v) for k, v in raw.items() if k != "tiers"}  # type: ignore[arg-type]
-        if tiers is not None:
-            kwargs["tiers"] = tuple(FeeTier(*map(float, t)) for t in tiers)  # type: ignore[union-attr]
-        return cls(**kwargs)  # type: ignore[arg-type]
-
-
-NO_COSTS = CostModel(tiers=(FeeTier(0.0, 0.0, 0.0),), half_spread=0.0, impact=0.0)
+    def from_dict(cls, raw: dict[str, Any]) -> CostModel:
+        tiers = tuple(FeeTier(*map(float, t)) for t in raw["tiers"]) if "tiers" in raw else DEFAULT_TIERS
+        numbers = {k: float(v) for k, v in raw.items() if k != "tiers"}
+        return cls(tiers=tiers, **numbers)

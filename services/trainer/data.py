@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,11 +64,11 @@ class Bars:
 
     def slice(self, start: int, stop: int) -> Bars:
         """Bars [start, stop) by position."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Bars(**{k: None if v is None else v[start:stop] for k, v in values.items()})
-
-    def with_columns(self, **columns: NDArray[np.float64]) -> Bars:
-        return replace(self, **columns)
+        sliced: dict[str, Any] = {}
+        for f in fields(self):
+            column = getattr(self, f.name)
+            sliced[f.name] = None if column is None else column[start:stop]
+        return Bars(**sliced)
 
 
 def _bars_from_frame(frame: pd.DataFrame, where: str) -> Bars:
@@ -184,7 +184,7 @@ def bars_from_trades(
 
 def _read_text(path: Path) -> str:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+    with opener(path, "rt", encoding="utf-8") as fh:
         return fh.read()
 
 

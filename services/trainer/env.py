@@ -83,7 +83,7 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
         self.config = config or EnvConfig()
         self._levels = self.config.position_levels
         self._lo, self._hi = self.config.window(len(market))
-        n_obs = observation_size(market)
+        n_obs = self._obs_size = observation_size(market)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
         if self.config.continuous:
             self.action_space: gym.Space[Any] = gym.spaces.Box(
@@ -112,7 +112,7 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
     def _obs(self) -> NDArray[np.float32]:
         t = self.t
         last = self._close[t] / self._close[t - 1] - 1.0 if t > 0 else 0.0
-        obs = np.empty(self.observation_space.shape, dtype=np.float32)  # type: ignore[arg-type]
+        obs = np.empty(self._obs_size, dtype=np.float32)
         obs[:-2] = self.market.features[t]
         obs[-2] = self.position
         obs[-1] = self.position * last * PNL_FEATURE_SCALE

@@ -111,7 +111,7 @@ def evaluate_split(checkpoint: str | Path, market: MarketData, split: Split) -> 
         "validation": (split.train_end, split.validation_end),
         "test": (split.validation_end, split.n_bars - 1),
     }.items():
-        result = metrics(run_backtest(policy, market, a, b, config))
+        result: dict[str, Any] = dict(metrics(run_backtest(policy, market, a, b, config)))
         result["baselines"] = {
             base: {
                 k: metrics(run_backtest(BASELINES[base], market, a, b, config))[k] for k in ("total_return", "sharpe")

@@ -34,7 +34,8 @@ class PolicyError(ValueError):
 
 
 class Policy(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def positions(self, market: MarketData, start: int, stop: int, config: EnvConfig) -> NDArray[np.float64]:
         """The position held over each bar in [start, stop), starting flat."""
@@ -105,7 +106,7 @@ class CheckpointPolicy:
             torch.set_num_threads(torch_threads)
 
         module = RLModule.from_checkpoint(str(module_path.resolve()))
-        module.eval()
+        module.eval()  # type: ignore[attr-defined]  # a TorchRLModule is a torch.nn.Module
         return cls(module, json.loads(meta_path.read_text()), path)
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
