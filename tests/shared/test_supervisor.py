@@ -105,8 +105,16 @@ time.sleep(120)
     grandchild = int(out.getvalue().split("grandchild")[1].split()[0])
     sup.stop()
     await asyncio.wait_for(task, 10)
-    for pid in (service_pid, grandchild):
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    def alive(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + 5  # SIGKILL was sent to the whole group; delivery is asynchronous
+    while any(alive(pid) for pid in (service_pid, grandchild)):
+        assert time.monotonic() < deadline, "a process of the service's group outlived the stop"
+        await asyncio.sleep(0.05)
 
 
 def test_duplicate_names_are_rejected():
