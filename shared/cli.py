@@ -22,6 +22,7 @@ SERVICE_COMMANDS = {
     "capture": "services.ingest.cli:capture",
     "train": "services.trainer.cli:train",
     "backtest": "services.trainer.cli:backtest",
+    "synth": "services.trainer.cli:synth",
     "arb": "services.executor.arbitrage.cli:arb",
     "status": "services.executor.cli:status",
     "halt": "services.risk.cli:halt",
