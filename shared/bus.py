@@ -317,6 +317,21 @@ class Consumer:
                     await self._triage(claimed)
                 if cursor == "0-0":
                     break
+            await self._forget_dead_consumers(stream)
+
+    async def _forget_dead_consumers(self, stream: str) -> None:
+        """Drop consumers long gone with nothing pending, so restarts don't pile up names in the group.
+
+        Safe even if one is alive after all: XREADGROUP recreates a consumer, and with nothing
+        pending nothing is lost.
+        """
+        idle_limit = self.settings.claim_idle_ms * 10
+        for row in await self.redis.xinfo_consumers(stream, self.group):
+            name = _text(row["name"])
+            if name != self.name and int(row["pending"]) == 0 and int(row["idle"]) > idle_limit:
+                await self.redis.xgroup_delconsumer(stream, self.group, name)
+                log.info("consumer %s removed %s from group %s of %s (gone, nothing pending)",
+                         self.name, name, self.group, stream)  # fmt: skip
 
     async def _triage(self, entries: list[tuple[str, str, Any]]) -> None:
         """Dead-letter entries delivered too often; process the rest."""

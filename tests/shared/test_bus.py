@@ -252,3 +252,22 @@ async def test_100k_messages_survive_a_consumer_killed_mid_batch(redis, redis_ur
     assert attempts >= total  # at-least-once: the killed batch may have been applied twice...
     assert len(members) == total  # ...but the idempotent sink holds each effect once
     assert await redis.xlen(streams.dead_letter(stream)) == 0
+
+
+async def test_long_gone_consumers_with_nothing_pending_are_forgotten(redis, uid, bus_settings):
+    stream = f"t:{uid}"
+    await RedisBus(redis, bus_settings).publish(stream, trade(1))
+    await redis.xgroup_create(stream, "g", id="0")
+    await redis.xreadgroup("g", "gone", {stream: ">"}, count=10)  # it read the entry...
+    await redis.xreadgroup("g", "gone-clean", {stream: "0"}, count=10)  # ...this one holds nothing
+    await asyncio.sleep(bus_settings.claim_idle_ms * 10 / 1000 + 0.1)
+    done = asyncio.Event()
+
+    async def handle(batch: list[Delivery]) -> None:
+        done.set()
+
+    await run_until(Consumer(redis, [stream], "g", handle, bus_settings, name="alive"), done)
+    names = {row["name"].decode() for row in await redis.xinfo_consumers(stream, "g")}
+    # "gone-clean" held nothing; "gone" held an entry, which was reclaimed first, then it was dropped too.
+    assert names == {"alive"}
+    assert (await redis.xpending(stream, "g"))["pending"] == 0
