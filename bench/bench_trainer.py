@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from services.trainer.backtest import metrics, simulate
-from services.trainer.costs import CostModel, FeeTier
-from services.trainer.data import NS_PER_S, Bars, load_bars
-from services.trainer.env import EnvConfig, TradingEnv
-from services.trainer.features import compute_features
+from services.trainer.data import load_bars
+from services.trainer.env import TradingEnv
 from services.trainer.vec_env import VecTradingEnv
+from shared.rl.bars import NS_PER_S, Bars
+from shared.rl.costs import CostModel, FeeTier
+from shared.rl.env_config import EnvConfig
+from shared.rl.features import compute_features
 
 REAL_CANDLES = Path(__file__).parent.parent / "tests" / "data" / "trainer" / "btc-perp-20211231_1m_head3000.csv.gz"
 YEAR_1M = 525_600
@@ -102,7 +104,7 @@ def daily_momentum(close: np.ndarray) -> np.ndarray:
 
 
 def bench_backtests(bars: Bars, checkpoint: Path) -> dict[str, float]:
-    from services.trainer.policy import CheckpointPolicy
+    from shared.rl.policy import CheckpointPolicy
 
     cost = CostModel(tiers=(FeeTier(0.0, FEE, FEE),), half_spread=0.0, impact=0.0)
     cfg = EnvConfig(cost=cost)

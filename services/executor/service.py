@@ -102,7 +102,8 @@ class Executor:
         self._reduce_only: set[str] = set()  # reduce-only orders sent, not yet acknowledged: halts let them rest
         self.books: dict[tuple[str, str], SimBook] = {}
         enabled = self.cfg.strategy_enabled if self.cfg.strategy_enabled is not None else settings.mode == "replay"
-        self.strategy = MomentumStrategy(self.cfg, self.run_id) if enabled else None
+        funds = self._free_balance if isinstance(gateway, PaperGateway) else None
+        self.strategy = MomentumStrategy(self.cfg, self.run_id, funds) if enabled else None
         self.arbitrage = build_strategies(settings, self.run_id, self._free_balance)
         self.arbitrage_store = ArbitrageStore(db)
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway

@@ -15,8 +15,8 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import NDArray
 
-from services.trainer.costs import CostModel
-from services.trainer.features import MarketData
+from shared.rl.costs import CostModel
+from shared.rl.features import MarketData
 
 SECONDS_PER_YEAR = 365.25 * 86_400
 EULER_GAMMA = 0.5772156649015329

@@ -162,12 +162,13 @@ def backtest(
     A checkpoint is evaluated only on bars after the data it was trained on. Costs are the
     checkpoint's cost model (baselines: the trainer settings' fee, spread and impact).
     """
-    from services.trainer.costs import CostModel, FeeTier
-    from services.trainer.env import EnvConfig
     from services.trainer.evaluation import public_report, walk_forward, write_equity_html
-    from services.trainer.features import compute_features
-    from services.trainer.policy import CheckpointPolicy, PolicyError, load_policy
+    from services.trainer.policy import load_policy
     from shared.cli import settings_or_exit
+    from shared.rl.costs import CostModel, FeeTier
+    from shared.rl.env_config import EnvConfig
+    from shared.rl.features import compute_features
+    from shared.rl.policy import CheckpointPolicy, PolicyError
 
     settings = settings_or_exit()
     try:
@@ -243,9 +244,9 @@ def _print_table(report: dict[str, Any]) -> None:
 def synth(kind: str, seed: int, n_bars: int, out_path: str) -> None:
     """Write a synthetic market with known structure; print its oracle's out-of-sample Sharpe as JSON."""
     from services.trainer.backtest import metrics, simulate
-    from services.trainer.env import EnvConfig
-    from services.trainer.features import compute_features
     from services.trainer.synth import make_market, write_csv
+    from shared.rl.env_config import EnvConfig
+    from shared.rl.features import compute_features
 
     market = make_market(kind, n_bars, seed)
     write_csv(market.bars, out_path)

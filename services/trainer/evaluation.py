@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from services.trainer.backtest import BacktestResult, metrics, simulate
-from services.trainer.env import EnvConfig
-from services.trainer.features import WARMUP, MarketData
-from services.trainer.policy import BASELINES, CheckpointPolicy, Policy
+from services.trainer.policy import BASELINES, Policy
+from shared.rl.env_config import EnvConfig
+from shared.rl.features import WARMUP, MarketData
+from shared.rl.policy import CheckpointPolicy
 
 if TYPE_CHECKING:
     from services.trainer.training import Split
@@ -293,8 +294,8 @@ def walk_forward_train(
     Fold k trains on bars [0, edge_k) and is judged on [edge_k, edge_k+1) only, beside the
     baselines: every bar of the report is out of sample for the policy that traded it.
     """
-    from services.trainer.features import compute_features
     from services.trainer.training import load_config, train
+    from shared.rl.features import compute_features
 
     train_fn = train_fn or train
     config = config or load_config(algo)

@@ -1,36 +1,22 @@
-"""Policies that turn bars into positions: baselines, and trained checkpoints without the Algorithm.
+"""Policies that turn bars into positions: the rule-based baselines, and `load_policy` for the CLI.
 
-A checkpoint policy loads only the RLModule (`RLModule.from_checkpoint` + `forward_inference`).
-Because an observation is (market features at t, position, last-bar PnL of that position), the
-action at every bar is a function of the bar and the position held. So the backtest runs the
-network in batches over bars for one held position at a time, chunk by chunk, and computes
-another position's actions only when the policy moves there: a policy that holds its positions
-for a while costs about one forward pass per bar. That is what backtests a year of minute bars
-in about a second.
+Trained checkpoints are `shared.rl.policy.CheckpointPolicy` (shared with the executor).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from services.trainer.env import PNL_FEATURE_SCALE, EnvConfig
-from services.trainer.features import MarketData
-from services.trainer.training import ALGORITHM_DIR, META_FILE, MODULE_PATH, env_config_from_dict
+from shared.rl.env_config import EnvConfig
+from shared.rl.features import MarketData
+from shared.rl.policy import CheckpointPolicy, PolicyError
 
 MOMENTUM_LOOKBACK = 60
-BATCH_ROWS = 1 << 16
-WALK_CHUNK = 8_192  # bars per step of the lazy (bar x position) walk
-
-
-class PolicyError(ValueError):
-    """A policy that cannot be loaded; the message names the path or name and what was expected."""
 
 
 class Policy(Protocol):
@@ -74,119 +60,6 @@ BASELINES: dict[str, Baseline] = {
     "flat": Baseline("flat", _flat),
     "momentum": Baseline("momentum", _momentum),
 }
-
-
-class CheckpointPolicy:
-    """A trained policy: the RLModule from a `tradewind train --out` directory, inference only."""
-
-    def __init__(self, module: Any, meta: dict[str, Any], path: Path) -> None:
-        self.module = module
-        self.meta = meta
-        self.path = path
-        self.name = f"{meta['algo']}:{path.name}"
-        self.env_config = env_config_from_dict(meta["env"])
-        self.feature_options: dict[str, Any] = meta.get("features", {})
-
-    @classmethod
-    def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:
-        """Load the module for inference; one torch thread by default (small nets on shared cores
-        run faster and far steadier single-threaded; None keeps torch's setting)."""
-        path = Path(path)
-        meta_path = path / META_FILE
-        module_path = path.joinpath(ALGORITHM_DIR, *MODULE_PATH)
-        if not meta_path.is_file() or not module_path.is_dir():
-            raise PolicyError(
-                f"{path}: expected a directory written by `tradewind train --out` "
-                f"(with {META_FILE} and {ALGORITHM_DIR}/{'/'.join(MODULE_PATH)})"
-            )
-        import torch
-        from ray.rllib.core.rl_module.rl_module import RLModule
-
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
-
-        module = RLModule.from_checkpoint(str(module_path.resolve()))
-        module.eval()  # type: ignore[attr-defined]  # a TorchRLModule is a torch.nn.Module
-        return cls(module, json.loads(meta_path.read_text()), path)
-
-    def act(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
-        """Deterministic actions for a batch of observations (discrete indices or continuous positions)."""
-        import torch
-
-        out: list[NDArray[np.float64]] = []
-        with torch.inference_mode():
-            for i in range(0, len(obs), BATCH_ROWS):
-                result = self.module.forward_inference({"obs": torch.from_numpy(obs[i : i + BATCH_ROWS])})
-                if "actions" in result:
-                    out.append(result["actions"].numpy().astype(np.float64))
-                    continue
-                logits = result["action_dist_inputs"]
-                if self.env_config.continuous:  # diagonal Gaussian: [mean, log_std]
-                    out.append(logits[:, 0].numpy().astype(np.float64))
-                else:
-                    out.append(logits.argmax(dim=-1).numpy().astype(np.float64))
-        return np.concatenate(out) if out else np.zeros(0)
-
-    def positions(
-        self, market: MarketData, start: int, stop: int, config: EnvConfig | None = None
-    ) -> NDArray[np.float64]:
-        cfg = self.env_config
-        names = tuple(self.meta["feature_names"])
-        if names != market.names:
-            raise PolicyError(f"{self.path}: trained on features {names}, the data gives {market.names}")
-        if cfg.continuous:
-            return self._positions_sequential(market, start, stop)
-        levels = np.asarray(cfg.position_levels)
-        feats = market.features[start:stop]
-        last = market.last_return[start:stop]
-        n = stop - start
-        choice = np.empty(n, dtype=np.int64)
-        current = int(self.act(self._observe(market, start, 0.0)[None, :])[0])  # a flat start
-        choice[0] = current
-        for chunk_start in range(1, n, WALK_CHUNK):
-            end = min(chunk_start + WALK_CHUNK, n)
-            rows: dict[int, tuple[int, NDArray[np.int64]]] = {}
-            j = chunk_start
-            while j < end:
-                if current not in rows:  # actions while holding this level, computed only when held
-                    rows[current] = (j, self._level_actions(feats[j:end], last[j:end], float(levels[current])))
-                row_start, actions = rows[current]
-                ahead = actions[j - row_start :]
-                moves = np.flatnonzero(ahead != current)
-                if len(moves) == 0:
-                    choice[j:end] = current
-                    break
-                m = int(moves[0])
-                choice[j : j + m] = current
-                current = int(ahead[m])
-                choice[j + m] = current
-                j += m + 1
-        return levels[choice]
-
-    def _level_actions(
-        self, feats: NDArray[np.float32], last: NDArray[np.float64], position: float
-    ) -> NDArray[np.int64]:
-        obs = np.empty((len(feats), feats.shape[1] + 2), dtype=np.float32)
-        obs[:, :-2] = feats
-        obs[:, -2] = position
-        obs[:, -1] = position * last * PNL_FEATURE_SCALE
-        return self.act(obs).astype(np.int64)
-
-    def _observe(self, market: MarketData, t: int, position: float) -> NDArray[np.float32]:
-        obs = np.empty(market.features.shape[1] + 2, dtype=np.float32)
-        obs[:-2] = market.features[t]
-        obs[-2] = position
-        obs[-1] = position * market.last_return[t] * PNL_FEATURE_SCALE
-        return obs
-
-    def _positions_sequential(self, market: MarketData, start: int, stop: int) -> NDArray[np.float64]:
-        cfg = self.env_config
-        out = np.zeros(stop - start)
-        position = 0.0
-        for i, t in enumerate(range(start, stop)):
-            position = float(np.clip(self.act(self._observe(market, t, position)[None, :])[0], cfg.min_position, 1.0))
-            out[i] = position
-        return out
 
 
 def load_policy(spec: str) -> Policy:

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.trainer.data import Bars, DataError, load_bars_from_db
+from services.trainer.data import DataError, load_bars_from_db
 from services.trainer.evaluation import PolicyRegistry, public_report, should_promote, walk_forward
-from services.trainer.features import compute_features
-from services.trainer.live_bars import LiveBars
-from services.trainer.policy import CheckpointPolicy
 from services.trainer.training import Split, TrainingError, feature_options, load_config, train
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
+from shared.rl.bars import Bars
+from shared.rl.features import compute_features
+from shared.rl.live_bars import LiveBars
+from shared.rl.policy import CheckpointPolicy
 from shared.runtime import on_stop
 from shared.schemas import Trade, streams
 from shared.sections.trainer import TrainerSettings
@@ -84,6 +85,7 @@ def train_and_evaluate(
                 config=config,
                 data_label="md:trades",
                 init_from=parent,
+                bar_clock=cfg.bar_clock,
             )
             policy = CheckpointPolicy.load(out)
             report = walk_forward(policy, market, policy.env_config, start=split.train_end, windows=2)

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from services.trainer.data import NS_PER_S, Bars
+from shared.rl.bars import NS_PER_S, Bars
 
 SynthKind = Literal["regime_momentum", "mean_reverting"]
 KINDS: tuple[str, ...] = ("regime_momentum", "mean_reverting")

@@ -18,16 +18,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from services.trainer.costs import CostModel, FeeTier
-from services.trainer.data import Bars
-from services.trainer.env import EnvConfig, TradingEnv
-from services.trainer.features import MarketData, compute_features
+from services.trainer.env import TradingEnv
+from shared.rl.bars import Bars
+from shared.rl.costs import CostModel, FeeTier
+from shared.rl.env_config import EnvConfig, env_config_to_dict
+from shared.rl.features import MarketData, compute_features
+from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH
 
 ALGOS = ("dqn", "ppo", "appo")
 CONFIG_DIR = Path(__file__).parent / "configs"
-META_FILE = "tradewind.json"
-ALGORITHM_DIR = "algorithm"
-MODULE_PATH = ("learner_group", "learner", "rl_module", "default_policy")
 
 
 class TrainingError(RuntimeError):
@@ -203,11 +202,13 @@ def train(
     data_label: str = "",
     progress: Callable[[int, int], None] | None = None,
     init_from: str | Path | None = None,
+    bar_clock: str = "exchange",
 ) -> TrainResult:
     """Train `algo` on the training split of `bars`, save the checkpoint and evaluate out of sample.
 
     `init_from` (a checkpoint dir of the same algorithm and features) fine-tunes its weights
-    instead of starting from scratch.
+    instead of starting from scratch. `bar_clock` (exchange or receive time) is recorded with
+    the bar length so a live consumer of the policy builds the same bars.
     """
     from services.trainer.evaluation import evaluate_split
 
@@ -242,9 +243,11 @@ def train(
         "algo": algo,
         "seed": seed,
         "data": data_label,
+        "bar_seconds": market.bar_seconds,
+        "bar_clock": bar_clock,
         "feature_names": list(market.names),
         "features": features,
-        "env": _env_config_dict(env_config),
+        "env": env_config_to_dict(env_config),
         "config": config,
         "split": asdict(split),
         "train_from_ns": int(market.ts[0]),
@@ -278,18 +281,3 @@ def _load_weights(algorithm: Any, checkpoint: Path) -> None:
         raise TrainingError(f"init_from {checkpoint}: expected a `tradewind train --out` directory with {module_dir}")
     algorithm.restore_from_path(str(module_dir.resolve()), component=component)
     algorithm.env_runner_group.sync_weights(from_worker_or_learner_group=algorithm.learner_group, inference_only=True)
-
-
-def _env_config_dict(env_config: EnvConfig) -> dict[str, Any]:
-    raw = asdict(env_config)
-    raw["cost"] = env_config.cost.to_dict()
-    raw["levels"] = list(env_config.levels)
-    return raw
-
-
-def env_config_from_dict(raw: dict[str, Any]) -> EnvConfig:
-    """Rebuild the EnvConfig a checkpoint was trained with."""
-    raw = dict(raw)
-    raw["cost"] = CostModel.from_dict(raw["cost"])
-    raw["levels"] = tuple(raw["levels"])
-    return EnvConfig(**raw)

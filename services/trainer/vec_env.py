@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from services.trainer.env import PNL_FEATURE_SCALE, EnvConfig, observation_size
-from services.trainer.features import MarketData
+from shared.rl.env_config import PNL_FEATURE_SCALE, EnvConfig, observation_size
+from shared.rl.features import MarketData
 
 
 class VecTradingEnv:

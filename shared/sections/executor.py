@@ -117,6 +117,10 @@ class ExecutorSettings(Section):
         None, description="run the baseline momentum strategy; default: on in replay mode, off otherwise"
     )
     strategy_notional: float = Field(50.0, gt=0, description="quote value of each baseline order")
+    strategy_quotes: list[str] = Field(
+        default_factory=lambda: ["USDT", "USD", "USDC", "BUSD", "FDUSD", "DAI", "TUSD"],
+        description="quote assets the baseline trades (its notional is in them); other markets are left alone",
+    )
     strategy_lookback: int = Field(10, ge=2, description="book updates the momentum signal looks back")
     strategy_threshold_bps: float = Field(1.0, ge=0, description="mid move (bps) that triggers an order")
     strategy_cooldown_s: float = Field(1.0, ge=0, description="least time between two orders per symbol")

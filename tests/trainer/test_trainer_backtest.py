@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from services.trainer.backtest import metrics, simulate
-from services.trainer.costs import CostModel, FeeTier
 from services.trainer.data import load_bars
-from services.trainer.env import EnvConfig, TradingEnv
+from services.trainer.env import TradingEnv
 from services.trainer.evaluation import should_promote, walk_forward
-from services.trainer.features import compute_features
 from services.trainer.policy import BASELINES, MOMENTUM_LOOKBACK
 from services.trainer.synth import make_market
+from shared.rl.costs import CostModel, FeeTier
+from shared.rl.env_config import EnvConfig
+from shared.rl.features import compute_features
 
 from .test_trainer_data import DATA
 

@@ -13,7 +13,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as parquet
 import pytest
 
-from services.trainer.data import NS_PER_S, DataError, bars_from_trades, load_bars
+from services.trainer.data import DataError, bars_from_trades, load_bars
+from shared.rl.bars import NS_PER_S
 
 DATA = Path(__file__).parent.parent / "data" / "trainer"
 

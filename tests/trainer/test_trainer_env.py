@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from services.trainer.costs import CostModel, FeeTier
-from services.trainer.env import EnvConfig, TradingEnv
-from services.trainer.features import WARMUP, compute_features
+from services.trainer.env import TradingEnv
 from services.trainer.synth import make_market
 from services.trainer.vec_env import VecTradingEnv
+from shared.rl.costs import CostModel, FeeTier
+from shared.rl.env_config import EnvConfig
+from shared.rl.features import WARMUP, compute_features
 
 BARS = make_market("regime_momentum", 3_000, seed=3).bars
 MARKET = compute_features(BARS)

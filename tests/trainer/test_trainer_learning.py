@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from services.trainer.backtest import metrics, simulate
-from services.trainer.features import compute_features
 from services.trainer.synth import make_market
 from services.trainer.training import cost_model_from, load_config, train
+from shared.rl.features import compute_features
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 
 from services.trainer.cli import backtest, train
 from services.trainer.env import TradingEnv
-from services.trainer.features import compute_features
-from services.trainer.policy import CheckpointPolicy
 from services.trainer.synth import make_market, write_csv
+from shared.rl.features import compute_features
+from shared.rl.policy import CheckpointPolicy
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,14 @@ import numpy as np
 import pyarrow.parquet as parquet
 import pytest
 
-from services.trainer.data import NS_PER_S, bars_from_trades
+from services.trainer.data import bars_from_trades
 from services.trainer.evaluation import PolicyRegistry
-from services.trainer.live_bars import LiveBars
 from services.trainer.service import OnlineTrainer
 from services.trainer.synth import make_market
 from shared.bus import RedisBus
 from shared.config import load_settings
+from shared.rl.bars import NS_PER_S
+from shared.rl.live_bars import LiveBars
 from shared.schemas import PolicyUpdate, Trade, decode, streams
 
 from .test_trainer_data import DATA

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from services.trainer.data import NS_PER_S, Bars
+from shared.rl.bars import NS_PER_S, Bars
 
 RETURN_HORIZONS = (1, 4, 16, 64)
 VOL_WINDOW = 32

@@ -10,7 +10,7 @@ from collections import deque
 
 import numpy as np
 
-from services.trainer.data import NS_PER_S, Bars
+from shared.rl.bars import NS_PER_S, Bars
 
 
 class LiveBars:
