@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from services.executor.arbitrage.records import ArbitrageStore
 from services.executor.arbitrage.strategy import build_strategies
 from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
+from services.executor.rl_strategy import RLStrategy, latest_promoted
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategy import MomentumStrategy
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
@@ -38,7 +39,7 @@ from shared.paper.book import SimBook
 from shared.paper.positions import Position
 from shared.pretrade import PreTradeGuard, split_symbol
 from shared.runtime import on_stop, service_metrics
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Trade, streams
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, RiskControl, RiskEvent, Trade, streams
 from shared.sections.risk import LimitOverride, RiskSettings
 from shared.storage import Database
 
@@ -104,6 +105,8 @@ class Executor:
         enabled = self.cfg.strategy_enabled if self.cfg.strategy_enabled is not None else settings.mode == "replay"
         funds = self._free_balance if isinstance(gateway, PaperGateway) else None
         self.strategy = MomentumStrategy(self.cfg, self.run_id, funds) if enabled else None
+        rl_on = self.cfg.rl_enabled if self.cfg.rl_enabled is not None else settings.mode == "replay"
+        self.rl = RLStrategy(self.cfg, self.run_id, funds) if rl_on else None
         self.arbitrage = build_strategies(settings, self.run_id, self._free_balance)
         self.arbitrage_store = ArbitrageStore(db)
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
@@ -280,6 +283,8 @@ class Executor:
                 )
                 self._consumers.append(arb_reports)
                 tasks.append(asyncio.create_task(arb_reports.run(), name="arbitrage-reports"))
+            if self.rl:
+                tasks.append(asyncio.create_task(self._run_rl(), name="rl-policy"))
             self.ready.set()
             log.info(
                 "executor ready (gateway %s, strategy %s)",
@@ -331,13 +336,45 @@ class Executor:
                             intent = self.strategy.on_mid(m.exchange, m.symbol, float(mid), m.recv_ts)
                             if intent:
                                 intents.append(intent)
-                elif isinstance(m, Trade) and paper and m.exchange in paper.exchange.venues:
-                    paper.on_market_data(m)
+                elif isinstance(m, Trade):
+                    if paper and m.exchange in paper.exchange.venues:
+                        paper.on_market_data(m)
+                    if self.rl:
+                        intents += self.rl.on_trade(m)
         if intents:
             await self.bus.publish(streams.ORDERS_INTENTS, intents)
         if paper:
             self._wake.set()  # trades may have filled resting orders
         await self._save_arbitrage()
+
+    async def _run_rl(self) -> None:
+        """Follow `policy:updates` (each load runs off the loop; ticks keep going to the old policy),
+        starting from the latest promoted policy; idle until one exists."""
+        assert self.rl is not None
+        rl = self.rl
+
+        async def on_updates(deliveries: list[Delivery]) -> None:
+            for update in (m for d in deliveries for m in d.messages if isinstance(m, PolicyUpdate)):
+                await rl.load(update.checkpoint_uri, update.policy_id, update.exchange, update.symbol)
+
+        updates = Consumer(
+            self.redis,
+            [streams.POLICY_UPDATES],
+            f"{self.cfg.group}-policy",
+            on_updates,
+            self.settings.bus,
+            name=f"executor-{self.run_id}",
+            start_id="$",
+            metrics=self.metrics,
+        )
+        self._consumers.append(updates)
+        following = asyncio.create_task(updates.run(), name="policy-updates")
+        row = await latest_promoted(self.store.db)
+        if row is None:
+            log.info("rl: no promoted policy yet; idle until one is published on %s", streams.POLICY_UPDATES)
+        elif rl.active is None:
+            await rl.load(row["checkpoint_uri"], row["id"], row["exchange"], row["symbol"])
+        await following
 
     async def _on_arbitrage_reports(self, deliveries: list[Delivery]) -> None:
         """Order reports drive running cycle executions: the next leg, or the unwind after a failed one."""

@@ -256,3 +256,53 @@ def synth(kind: str, seed: int, n_bars: int, out_path: str) -> None:
     click.echo(
         json.dumps({"kind": kind, "seed": seed, "bars": n_bars, "out": out_path, "oracle_test": metrics(result)})
     )
+
+
+@click.group()
+def policy() -> None:
+    """The policy registry: hand a policy trained offline to a running stack."""
+
+
+@policy.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False, exists=True))
+@click.option("--exchange", required=True, help="venue the executor trades it on, e.g. binance")
+@click.option("--symbol", required=True, help="market the executor trades it on, e.g. BTC/USDT")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
+    """Register CHECKPOINT (a `tradewind train --out` dir) as promoted and publish it on policy:updates.
+
+    A running executor hot-loads it and trades it on paper. The registry row is marked
+    `promotion: manual` with the test results the policy was trained with: this is a hand-off,
+    not the online trainer's out-of-sample promotion.
+    """
+    from services.trainer.promotion import promote_checkpoint, read_checkpoint
+    from shared.bus import RedisBus, connect_redis
+    from shared.cli import settings_or_exit
+    from shared.rl.policy import PolicyError
+    from shared.stack import running_url
+    from shared.storage import Database
+
+    try:
+        path, meta = read_checkpoint(checkpoint)
+    except (PolicyError, ValueError) as exc:
+        _fail(str(exc))
+    settings = settings_or_exit()
+    dsn, redis_url = running_url(settings, "database"), running_url(settings, "redis")
+    if not dsn or not redis_url:
+        _fail("policy promote: no DATABASE_URL/REDIS_URL set and no running `tradewind up` found")
+
+    async def run() -> dict[str, Any]:
+        db = await Database.connect(str(dsn), settings.storage)
+        redis = connect_redis(str(redis_url))
+        try:
+            await db.migrate()
+            return await promote_checkpoint(db, RedisBus(redis, settings.bus), path, meta, exchange, symbol)
+        finally:
+            await db.close()
+            await redis.aclose()
+
+    result = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"promoted {result['policy_id']} ({result['algo']}) for {exchange} {symbol}: {result['checkpoint']}")

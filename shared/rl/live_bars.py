@@ -23,6 +23,7 @@ class LiveBars:
         self._bucket: int | None = None
         self._bar: list[float] = []  # open, high, low, close, volume, signed volume
         self.trades = 0
+        self.closed_total = 0  # bars closed since the start (len() stops at max_bars)
 
     def __len__(self) -> int:
         return len(self._closed)
@@ -40,6 +41,7 @@ class LiveBars:
             self._close()
             for gap in range(self._bucket + 1, min(bucket, self._bucket + 1 + self.max_bars)):
                 self._closed.append((gap * self.interval, last_close, last_close, last_close, last_close, 0.0, 0.0))
+                self.closed_total += 1
             self._open(bucket, price, amount, signed)
             return
         bar = self._bar  # same bar, or a late trade: counted in the forming bar
@@ -76,6 +78,7 @@ class LiveBars:
         assert self._bucket is not None
         o, h, low, c, v, s = self._bar
         self._closed.append((self._bucket * self.interval, o, h, low, c, v, s))
+        self.closed_total += 1
 
     def bars(self) -> Bars:
         """The closed bars, oldest first."""

@@ -124,6 +124,20 @@ class ExecutorSettings(Section):
     strategy_lookback: int = Field(10, ge=2, description="book updates the momentum signal looks back")
     strategy_threshold_bps: float = Field(1.0, ge=0, description="mid move (bps) that triggers an order")
     strategy_cooldown_s: float = Field(1.0, ge=0, description="least time between two orders per symbol")
+    rl_enabled: bool | None = Field(
+        None, description="trade the promoted RL policy (policies table / policy:updates); default: on in replay mode"
+    )
+    rl_notional: float = Field(
+        1_000.0, gt=0, description="quote value a policy position of 1.0 stands for (its paper capital)"
+    )
+    rl_allow_short: bool = Field(
+        False, description="let the RL policy go short through the paper exchange's cross margin"
+    )
+    rl_window_bars: int = Field(20_000, ge=200, description="bars of history the RL features are computed over")
+    rl_bar_seconds: float | None = Field(
+        None, gt=0, description="override the bar length the policy was trained with (None: its tradewind.json)"
+    )
+    rl_min_order: float = Field(1.0, ge=0, description="least quote value the RL strategy sends as one order")
     reconcile_book_wait_s: float = Field(
         5.0, ge=0, description="after a restart, wait this long for books before resubmitting unsent paper orders"
     )

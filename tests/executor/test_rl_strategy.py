@@ -1,0 +1,226 @@
+"""The executor's RL strategy against the trainer's own backtest, under a hot-swap, and end to end.
+
+One tiny real PPO checkpoint is trained once (synthetic candles, a few hundred env steps); the
+strategy is then fed real Binance BTC/USDT trades (tests/data/trainer) as `Trade` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as parquet
+import pytest
+from click.testing import CliRunner
+
+from services.executor.gateway import PaperGateway
+from services.executor.rl_strategy import RLStrategy
+from services.executor.service import Executor
+from services.trainer.cli import policy as policy_cli
+from services.trainer.data import bars_from_trades
+from services.trainer.synth import make_market
+from services.trainer.training import load_config, train
+from shared.bus import connect_redis
+from shared.config import Settings
+from shared.paper import PaperExchange
+from shared.paper.recorded import read_binance_capture
+from shared.rl.features import WARMUP, compute_features
+from shared.rl.policy import CheckpointPolicy
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, Trade, decode, encode, streams
+from shared.sections.executor import ExecutorSettings
+from shared.storage import Database
+
+pytestmark = pytest.mark.slow
+
+DATA = Path(__file__).parent.parent / "data"
+TRADES = DATA / "trainer" / "binance_BTCUSDT_trades_2021-01-08.parquet"
+CAPTURE = DATA / "executor" / "binance_btcusdt_20240809_20s.gz"
+BAR_SECONDS = 0.1  # ~460 bars from the 46 s of recorded trades
+TINY_PPO = (
+    "training.train_batch_size_per_learner=256",
+    "training.minibatch_size=64",
+    "training.num_epochs=2",
+)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    out = tmp_path_factory.mktemp("rl") / "ppo"
+    try:
+        bars = make_market("regime_momentum", 1_000, seed=5).bars
+        train(bars, "ppo", out, timesteps=256, seed=1, config=load_config("ppo", None, TINY_PPO))
+    finally:
+        ray.shutdown()
+    yield out
+
+
+def recorded_trades(scale: float = 1.0) -> list[Trade]:
+    rows = parquet.read_table(TRADES).to_pylist()
+    out = []
+    for r in rows:
+        ts = int(r["timestamp"].timestamp() * 1e6) * 1000
+        side = "sell" if r["buyer_maker"] == "True" else "buy"
+        out.append(
+            Trade("binance", "BTC/USDT", str(r["trade_id"]), r["price"] * scale, r["quantity"], side, ts, ts)  # type: ignore[arg-type]
+        )
+    return out
+
+
+def rl_settings(**extra: object) -> ExecutorSettings:
+    return ExecutorSettings(rl_bar_seconds=BAR_SECONDS, rl_allow_short=True, rl_min_order=0.0, **extra)  # type: ignore[arg-type]
+
+
+async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
+    strategy = RLStrategy(rl_settings(), run_id="t")
+    assert await strategy.load(str(checkpoint), "p1", "binance", "BTC/USDT")
+    trades = recorded_trades()
+    intents: list[OrderIntent] = []
+    for trade in trades:
+        intents += strategy.on_trade(trade)
+
+    # independently: bars from the whole trade list at once, features as the trainer computes them
+    ts = np.array([t.ts for t in trades], dtype=np.int64)
+    bars = bars_from_trades(
+        ts,
+        np.array([t.price for t in trades]),
+        np.array([t.amount for t in trades]),
+        np.array([t.side == "buy" for t in trades]),
+        bar_seconds=BAR_SECONDS,
+    )
+    policy = CheckpointPolicy.load(checkpoint)
+    assert "imbalance" not in policy.meta["feature_names"]  # trained on candles: the strategy drops it
+    market = compute_features(replace(bars, imbalance=None), **policy.feature_options)
+    closed = len(market) - 1  # the last bar is still forming in the strategy
+    expected = policy.positions(market, WARMUP, closed)
+    got = [level for _, _, level in strategy.decisions]
+    assert [bar_ts for _, bar_ts, _ in strategy.decisions] == market.ts[WARMUP:closed].tolist()
+    np.testing.assert_array_equal(got, expected)
+
+    # the orders move the held amount to the last target: level x notional at the deciding close
+    held = sum(i.amount if i.side == "buy" else -i.amount for i in intents)
+    target = expected[-1] * strategy.cfg.rl_notional / market.close[closed - 1]
+    assert held == pytest.approx(target, rel=1e-5, abs=1e-9)
+    assert all(i.strategy == "rl" and i.order_type == "market" for i in intents)
+
+
+async def test_hot_swap_drops_no_tick(checkpoint: Path) -> None:
+    """The new policy loads in a thread (slowed here); ticks meanwhile go to the old one."""
+
+    def slow_loader(uri: str) -> CheckpointPolicy:
+        time.sleep(0.4)
+        return CheckpointPolicy.load(uri)
+
+    strategy = RLStrategy(rl_settings(), run_id="t", loader=slow_loader)
+    assert await strategy.load(str(checkpoint), "old", "binance", "BTC/USDT")
+    trades = recorded_trades()
+    fed = 0
+    swap = asyncio.create_task(strategy.load(str(checkpoint), "new", "binance", "BTC/USDT"))
+    while not swap.done():
+        strategy.on_trade(trades[fed])
+        fed += 1
+        await asyncio.sleep(0.0005)
+    assert swap.result() is True
+    during = fed
+    for trade in trades[fed : fed + 600]:
+        strategy.on_trade(trade)
+        fed += 1
+    assert strategy.bars is not None
+    assert strategy.ticks == strategy.bars.trades == fed  # every tick reached the bars, none twice
+    names = [name for name, _, _ in strategy.decisions]
+    assert "old" in names and "new" in names, (during, len(names))
+    assert names == sorted(names, key=lambda n: n == "new")  # old decisions, then only new ones
+    bar_ts = [t for _, t, _ in strategy.decisions]
+    assert bar_ts == sorted(set(bar_ts))  # one decision per bar across the swap
+
+
+@pytest.mark.integration
+async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated: tuple[str, str]) -> None:
+    """`policy promote` → policies row + PolicyUpdate → the executor loads it → rl intents fill on paper."""
+    dsn, rurl = isolated
+    redis = connect_redis(rurl)
+    db = await Database.connect(dsn, Settings().storage)
+    await db.migrate()
+    settings = Settings(
+        mode="replay",
+        bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
+        executor={
+            "strategy_enabled": False,
+            "market_data_venues": ["binance"],
+            "rl_bar_seconds": BAR_SECONDS,
+            "rl_notional": 500.0,
+        },
+    )
+    exchange = PaperExchange(settings.executor.venues, seed=1, id_prefix="R-")
+    executor = Executor(settings, redis, db, PaperGateway(exchange), run_id="rl")
+    task = asyncio.create_task(executor.run())
+    try:
+        await asyncio.wait_for(executor.ready.wait(), 20)
+        assert executor.rl is not None and executor.rl.active is None  # idle: nothing promoted yet
+        snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
+        await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
+        while exchange.book("binance", "BTC/USDT").mid() is None:
+            await asyncio.sleep(0.01)
+
+        result = await asyncio.to_thread(  # the command runs its own event loop
+            CliRunner().invoke,
+            policy_cli,
+            ["promote", str(checkpoint), "--exchange", "binance", "--symbol", "BTC/USDT", "--json"],
+            env={"DATABASE_URL": dsn, "REDIS_URL": rurl},
+            catch_exceptions=False,
+        )
+        assert result.exit_code == 0, result.output
+        rows = await db.fetch("SELECT id, promoted_at, metrics->>'promotion' AS how FROM policies")
+        assert len(rows) == 1 and rows[0]["promoted_at"] is not None and rows[0]["how"] == "manual"
+        (_, fields), *_ = await redis.xrange(streams.POLICY_UPDATES)
+        (update,) = decode(fields[streams.FIELD.encode()])
+        assert isinstance(update, PolicyUpdate) and update.policy_id == rows[0]["id"]
+        deadline = time.monotonic() + 20
+        while executor.rl.active is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert executor.rl.active is not None and executor.rl.active.policy_id == rows[0]["id"]
+
+        # the recorded trades, priced at the book's level so the paper fills are sensible
+        scale = float(snap.bids[0][0]) / recorded_trades()[0].price
+        pipe = redis.pipeline(transaction=False)
+        for trade in recorded_trades(scale):
+            pipe.xadd(streams.md_trades("binance"), {streams.FIELD: encode(trade)})
+        await pipe.execute()
+
+        trades = recorded_trades(scale)
+        deadline = time.monotonic() + 30
+        while executor.rl.ticks < len(trades) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert executor.rl.ticks == len(trades)
+        longs = [level for _, _, level in executor.rl.decisions if level > 0]
+        assert longs, "the policy never went long on these bars: no order to check"
+        intents = []
+        for _, fields in await redis.xrange(streams.ORDERS_INTENTS):
+            intents += [m for m in decode(fields[streams.FIELD.encode()]) if isinstance(m, OrderIntent)]
+        rl_ids = {i.client_order_id for i in intents if i.strategy == "rl"}
+        assert rl_ids
+        deadline = time.monotonic() + 15
+        filled: set[str] = set()
+        while not rl_ids <= filled and time.monotonic() < deadline:
+            filled = set()
+            for _, fields in await redis.xrange(streams.ORDERS_EVENTS):
+                filled |= {
+                    m.client_order_id
+                    for m in decode(fields[streams.FIELD.encode()])
+                    if isinstance(m, OrderEvent) and m.status == "filled"
+                }
+            await asyncio.sleep(0.1)
+        assert rl_ids <= filled
+    finally:
+        executor.stop()
+        await asyncio.wait_for(task, 20)
+        await db.close()
+        await redis.aclose()
