@@ -4,7 +4,8 @@ It builds bars from `md:trades` exactly as the trainer did (same bar length and 
 policy's `tradewind.json`), and at each bar close computes the observation the policy was trained
 on (`shared.rl.env_config.observe`: features at that bar, the position held, its last-bar PnL),
 asks the RLModule for the target position and sends market orders that move the paper position
-there. A position of 1.0 is `rl_notional` of quote; spot only unless `rl_allow_short`.
+there when the policy changes its target. A position of 1.0 is `rl_notional` of quote at the
+bar the position is taken; spot only unless `rl_allow_short`.
 
 A new policy (a `PolicyUpdate`, or the latest promoted row at start) loads off the event loop and
 then replaces the active one in a single assignment: ticks that arrive while it loads keep going
@@ -59,9 +60,15 @@ class ActivePolicy:
 
 
 def activate(
-    policy: CheckpointPolicy, policy_id: str, exchange: str, symbol: str, bar_seconds: float | None = None
+    policy: CheckpointPolicy,
+    policy_id: str,
+    exchange: str,
+    symbol: str,
+    bar_seconds: float | None = None,
+    bar_clock: str | None = None,
 ) -> ActivePolicy:
-    """Check that live trade bars can feed `policy` and settle how they are built."""
+    """Check that live trade bars can feed `policy` and settle how they are built (the policy's bar
+    length and clock unless overridden)."""
     names = set(policy.meta["feature_names"])
     unavailable = sorted(c for c in OPTIONAL_COLUMNS if c in names and c not in TRADE_BAR_COLUMNS)
     if unavailable:
@@ -78,7 +85,7 @@ def activate(
         exchange,
         symbol,
         float(seconds),
-        policy.meta.get("bar_clock", "exchange") == "receive",
+        (bar_clock or policy.meta.get("bar_clock", "exchange")) == "receive",
         tuple(c for c in OPTIONAL_COLUMNS if c not in names),
     )
 
@@ -94,11 +101,13 @@ class RLStrategy:
         run_id: str,
         free_balance: Callable[[str, str], float] | None = None,
         loader: Loader = CheckpointPolicy.load,
+        bar_clock: str | None = None,
     ) -> None:
         self.cfg = settings
         self.run_id = run_id
         self.free_balance = free_balance  # (venue, asset) -> free amount; None: not checked here
         self.loader = loader
+        self.bar_clock = bar_clock  # overrides the policy's clock (receive time for looped replays)
         self.active: ActivePolicy | None = None
         self.bars: LiveBars | None = None
         self.levels: dict[tuple[str, str], float] = {}  # the position last chosen: part of the observation
@@ -114,7 +123,7 @@ class RLStrategy:
             return False
         try:
             policy = await asyncio.to_thread(self.loader, checkpoint_uri)
-            new = activate(policy, policy_id, exchange, symbol, self.cfg.rl_bar_seconds)
+            new = activate(policy, policy_id, exchange, symbol, self.cfg.rl_bar_seconds, self.bar_clock)
         except (PolicyError, OSError, ValueError, KeyError) as exc:
             log.error("rl: policy %s (%s) cannot be used, keeping the current one: %s", policy_id, checkpoint_uri, exc)
             return False
@@ -155,7 +164,7 @@ class RLStrategy:
         market = compute_features(built, **active.policy.feature_options)
         config = active.policy.env_config
         key = (active.exchange, active.symbol)
-        level = self.levels.get(key, 0.0)
+        level = previous = self.levels.get(key, 0.0)
         last_return = market.last_return
         for t in range(max(len(market) - closed, WARMUP), len(market)):
             action = active.policy.act(observe(market.features[t], level, float(last_return[t]))[None, :])[0]
@@ -167,6 +176,8 @@ class RLStrategy:
                 level = max(level, 0.0)
             self.decisions.append((active.policy_id, int(market.ts[t]), level))
         self.levels[key] = level
+        if level == previous:  # as in the env: a held level is not rebalanced as the price drifts
+            return []
         return self._orders(key, level, float(market.close[-1]), now)
 
     def _orders(self, key: tuple[str, str], level: float, price: float, now: int) -> list[OrderIntent]:

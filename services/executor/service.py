@@ -106,7 +106,8 @@ class Executor:
         funds = self._free_balance if isinstance(gateway, PaperGateway) else None
         self.strategy = MomentumStrategy(self.cfg, self.run_id, funds) if enabled else None
         rl_on = self.cfg.rl_enabled if self.cfg.rl_enabled is not None else settings.mode == "replay"
-        self.rl = RLStrategy(self.cfg, self.run_id, funds) if rl_on else None
+        rl_clock = self.cfg.rl_bar_clock or ("receive" if settings.mode == "replay" else None)
+        self.rl = RLStrategy(self.cfg, self.run_id, funds, bar_clock=rl_clock) if rl_on else None
         self.arbitrage = build_strategies(settings, self.run_id, self._free_balance)
         self.arbitrage_store = ArbitrageStore(db)
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway

@@ -137,6 +137,11 @@ class ExecutorSettings(Section):
     rl_bar_seconds: float | None = Field(
         None, gt=0, description="override the bar length the policy was trained with (None: its tradewind.json)"
     )
+    rl_bar_clock: Literal["receive", "exchange"] | None = Field(
+        None,
+        description="time RL bars by receive or exchange time; None: the policy's, but receive in replay mode "
+        "(a looped replay repeats exchange times)",
+    )
     rl_min_order: float = Field(1.0, ge=0, description="least quote value the RL strategy sends as one order")
     reconcile_book_wait_s: float = Field(
         5.0, ge=0, description="after a restart, wait this long for books before resubmitting unsent paper orders"
