@@ -12,6 +12,7 @@ observation per bar close.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,22 @@ class PolicyError(ValueError):
     """A policy that cannot be loaded; the message names the path or name and what was expected."""
 
 
+def actor_logits(module: Any) -> Callable[[Any], Any] | None:
+    """The policy head over the actor encoder of an actor-critic module (PPO, APPO with separate
+    value layers), or None for other modules. Their `forward_inference` also runs the value
+    network, which is half the work of a backtest for an output nobody reads."""
+    actor = getattr(getattr(module, "encoder", None), "actor_encoder", None)
+    head = getattr(module, "pi", None)
+    if actor is None or head is None:
+        return None
+    from ray.rllib.core.models.base import ENCODER_OUT
+
+    def logits(obs: Any) -> Any:
+        return head(actor({"obs": obs})[ENCODER_OUT])
+
+    return logits
+
+
 class CheckpointPolicy:
     """A trained policy: the RLModule from a `tradewind train --out` directory, inference only."""
 
@@ -42,6 +59,7 @@ class CheckpointPolicy:
         self.name = f"{meta['algo']}:{path.name}"
         self.env_config = env_config_from_dict(meta["env"])
         self.feature_options: dict[str, Any] = meta.get("features", {})
+        self.actor = actor_logits(module)
 
     @classmethod
     def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:
@@ -72,11 +90,15 @@ class CheckpointPolicy:
         out: list[NDArray[np.float64]] = []
         with torch.inference_mode():
             for i in range(0, len(obs), BATCH_ROWS):
-                result = self.module.forward_inference({"obs": torch.from_numpy(obs[i : i + BATCH_ROWS])})
-                if "actions" in result:
-                    out.append(result["actions"].numpy().astype(np.float64))
-                    continue
-                logits = result["action_dist_inputs"]
+                batch = torch.from_numpy(obs[i : i + BATCH_ROWS])
+                if self.actor is not None:
+                    logits = self.actor(batch)
+                else:
+                    result = self.module.forward_inference({"obs": batch})
+                    if "actions" in result:
+                        out.append(result["actions"].numpy().astype(np.float64))
+                        continue
+                    logits = result["action_dist_inputs"]
                 if self.env_config.continuous:  # diagonal Gaussian: [mean, log_std]
                     out.append(logits[:, 0].numpy().astype(np.float64))
                 else:

@@ -114,6 +114,18 @@ async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
     assert all(i.strategy == "rl" and i.order_type == "market" for i in intents)
 
 
+def test_actor_path_equals_forward_inference(checkpoint: Path) -> None:
+    """The backtest's actor-only forward gives forward_inference's actions (without the value net)."""
+    import torch
+
+    policy = CheckpointPolicy.load(checkpoint)
+    assert policy.actor is not None  # PPO: the fast path is the one in use
+    obs = np.random.default_rng(3).normal(size=(5_000, len(policy.meta["feature_names"]) + 2)).astype(np.float32)
+    with torch.inference_mode():
+        logits = policy.module.forward_inference({"obs": torch.from_numpy(obs)})["action_dist_inputs"]
+    np.testing.assert_array_equal(policy.act(obs), logits.argmax(dim=-1).numpy())
+
+
 async def test_hot_swap_drops_no_tick(checkpoint: Path) -> None:
     """The new policy loads in a thread (slowed here); ticks meanwhile go to the old one."""
 
