@@ -12,7 +12,6 @@ observation per bar close.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +32,49 @@ class PolicyError(ValueError):
     """A policy that cannot be loaded; the message names the path or name and what was expected."""
 
 
-def actor_logits(module: Any) -> Callable[[Any], Any] | None:
-    """The policy head over the actor encoder of an actor-critic module (PPO, APPO with separate
-    value layers), or None for other modules. Their `forward_inference` also runs the value
-    network, which is half the work of a backtest for an output nobody reads."""
+Layer = tuple[NDArray[np.float32], NDArray[np.float32], str | None]  # weight (in x out), bias, activation
+
+
+def numpy_actor(module: Any) -> list[Layer] | None:
+    """The actor of an actor-critic module (PPO, APPO with separate value layers) as numpy layers,
+    or None when it is not a plain MLP (Linear + tanh/ReLU), e.g. DQN's Q heads.
+
+    `forward_inference` also runs the value network, and torch's single-threaded tanh is several
+    times slower than numpy's vectorised one: a numpy actor is ~3x faster on a backtest's batches.
+    Logits agree with torch to ~1e-6 (float32 rounding), so actions differ only on exact ties.
+    """
+    import torch
+
     actor = getattr(getattr(module, "encoder", None), "actor_encoder", None)
     head = getattr(module, "pi", None)
-    if actor is None or head is None:
-        return None
-    from ray.rllib.core.models.base import ENCODER_OUT
+    layers: list[Layer] = []
+    for part in (actor, head):
+        mlp = getattr(getattr(part, "net", None), "mlp", None)
+        if not isinstance(mlp, torch.nn.Sequential):
+            return None
+        for step in mlp:
+            if isinstance(step, torch.nn.Linear):
+                weight = step.weight.detach().numpy().T.astype(np.float32)
+                bias = np.zeros(weight.shape[1], np.float32) if step.bias is None else step.bias.detach().numpy()
+                layers.append((np.ascontiguousarray(weight), bias.astype(np.float32), None))
+            elif isinstance(step, torch.nn.Tanh | torch.nn.ReLU) and layers and layers[-1][2] is None:
+                w, b, _ = layers[-1]
+                layers[-1] = (w, b, "tanh" if isinstance(step, torch.nn.Tanh) else "relu")
+            else:
+                return None
+    return layers or None
 
-    def logits(obs: Any) -> Any:
-        return head(actor({"obs": obs})[ENCODER_OUT])
 
-    return logits
+def numpy_forward(layers: list[Layer], obs: NDArray[np.float32]) -> NDArray[np.float32]:
+    x = obs
+    for weight, bias, activation in layers:
+        x = x @ weight
+        x += bias
+        if activation == "tanh":
+            np.tanh(x, out=x)
+        elif activation == "relu":
+            np.maximum(x, 0.0, out=x)
+    return x
 
 
 class CheckpointPolicy:
@@ -59,7 +87,7 @@ class CheckpointPolicy:
         self.name = f"{meta['algo']}:{path.name}"
         self.env_config = env_config_from_dict(meta["env"])
         self.feature_options: dict[str, Any] = meta.get("features", {})
-        self.actor = actor_logits(module)
+        self.actor = numpy_actor(module)
 
     @classmethod
     def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:
@@ -85,25 +113,23 @@ class CheckpointPolicy:
 
     def act(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
         """Deterministic actions for a batch of observations (discrete indices or continuous positions)."""
-        import torch
-
-        out: list[NDArray[np.float64]] = []
-        with torch.inference_mode():
-            for i in range(0, len(obs), BATCH_ROWS):
-                batch = torch.from_numpy(obs[i : i + BATCH_ROWS])
-                if self.actor is not None:
-                    logits = self.actor(batch)
-                else:
-                    result = self.module.forward_inference({"obs": batch})
-                    if "actions" in result:
-                        out.append(result["actions"].numpy().astype(np.float64))
-                        continue
-                    logits = result["action_dist_inputs"]
-                if self.env_config.continuous:  # diagonal Gaussian: [mean, log_std]
-                    out.append(logits[:, 0].numpy().astype(np.float64))
-                else:
-                    out.append(logits.argmax(dim=-1).numpy().astype(np.float64))
+        out = [self._act_batch(obs[i : i + BATCH_ROWS]) for i in range(0, len(obs), BATCH_ROWS)]
         return np.concatenate(out) if out else np.zeros(0)
+
+    def _act_batch(self, obs: NDArray[np.float32]) -> NDArray[np.float64]:
+        if self.actor is not None:
+            logits = numpy_forward(self.actor, obs)
+        else:
+            import torch
+
+            with torch.inference_mode():
+                result = self.module.forward_inference({"obs": torch.from_numpy(obs)})
+            if "actions" in result:
+                return np.asarray(result["actions"].numpy(), dtype=np.float64)
+            logits = result["action_dist_inputs"].numpy()
+        if self.env_config.continuous:  # diagonal Gaussian: [mean, log_std]
+            return logits[:, 0].astype(np.float64)
+        return logits.argmax(axis=-1).astype(np.float64)
 
     def positions(
         self, market: MarketData, start: int, stop: int, config: EnvConfig | None = None

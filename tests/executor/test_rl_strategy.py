@@ -30,7 +30,7 @@ from shared.config import Settings
 from shared.paper import PaperExchange
 from shared.paper.recorded import read_binance_capture
 from shared.rl.features import WARMUP, compute_features
-from shared.rl.policy import CheckpointPolicy
+from shared.rl.policy import CheckpointPolicy, numpy_forward
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, Trade, decode, encode, streams
 from shared.sections.executor import ExecutorSettings
 from shared.storage import Database
@@ -114,16 +114,17 @@ async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
     assert all(i.strategy == "rl" and i.order_type == "market" for i in intents)
 
 
-def test_actor_path_equals_forward_inference(checkpoint: Path) -> None:
-    """The backtest's actor-only forward gives forward_inference's actions (without the value net)."""
+def test_numpy_actor_equals_forward_inference(checkpoint: Path) -> None:
+    """The backtest's numpy actor gives forward_inference's logits (to float32 rounding) and actions."""
     import torch
 
     policy = CheckpointPolicy.load(checkpoint)
     assert policy.actor is not None  # PPO: the fast path is the one in use
     obs = np.random.default_rng(3).normal(size=(5_000, len(policy.meta["feature_names"]) + 2)).astype(np.float32)
     with torch.inference_mode():
-        logits = policy.module.forward_inference({"obs": torch.from_numpy(obs)})["action_dist_inputs"]
-    np.testing.assert_array_equal(policy.act(obs), logits.argmax(dim=-1).numpy())
+        logits = policy.module.forward_inference({"obs": torch.from_numpy(obs)})["action_dist_inputs"].numpy()
+    np.testing.assert_allclose(numpy_forward(policy.actor, obs), logits, atol=1e-5)
+    np.testing.assert_array_equal(policy.act(obs), logits.argmax(axis=-1))
 
 
 async def test_hot_swap_drops_no_tick(checkpoint: Path) -> None:
