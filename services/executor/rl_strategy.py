@@ -218,6 +218,16 @@ class RLStrategy:
         return intents
 
 
+async def held_by_strategy(db: Any, strategy: str = RLStrategy.name) -> dict[tuple[str, str], float]:
+    """Net base amount the strategy's filled orders hold per market (what it holds after a restart)."""
+    rows = await db.fetch(
+        "SELECT exchange, symbol, sum(CASE WHEN side = 'buy' THEN filled ELSE -filled END) AS net"
+        " FROM orders WHERE strategy = $1 GROUP BY exchange, symbol",
+        strategy,
+    )
+    return {(r["exchange"], r["symbol"]): float(r["net"]) for r in rows if r["net"]}
+
+
 async def latest_promoted(db: Any) -> dict[str, Any] | None:
     """The most recently promoted policy row (id, algo, exchange, symbol, checkpoint_uri), or None."""
     rows = await db.fetch(

@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from services.executor.arbitrage.records import ArbitrageStore
 from services.executor.arbitrage.strategy import build_strategies
 from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
-from services.executor.rl_strategy import RLStrategy, latest_promoted
+from services.executor.rl_strategy import RLStrategy, held_by_strategy, latest_promoted
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategy import MomentumStrategy
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
@@ -369,6 +369,7 @@ class Executor:
             metrics=self.metrics,
         )
         self._consumers.append(updates)
+        rl.held.update(await held_by_strategy(self.store.db))  # before any policy trades: no double buying
         following = asyncio.create_task(updates.run(), name="policy-updates")
         row = await latest_promoted(self.store.db)
         if row is None:

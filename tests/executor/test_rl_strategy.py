@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from services.executor.gateway import PaperGateway
-from services.executor.rl_strategy import RLStrategy
+from services.executor.rl_strategy import RLStrategy, held_by_strategy
 from services.executor.service import Executor
 from services.trainer.cli import policy as policy_cli
 from services.trainer.data import bars_from_trades
@@ -234,6 +234,14 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
                 }
             await asyncio.sleep(0.1)
         assert rl_ids <= filled
+        # what a restarted executor would seed its holdings with: the same as the strategy's own book
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stored = await held_by_strategy(db)
+            if stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(executor.rl.held[("binance", "BTC/USDT")]):
+                break
+            await asyncio.sleep(0.1)
+        assert stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(executor.rl.held[("binance", "BTC/USDT")])
     finally:
         executor.stop()
         await asyncio.wait_for(task, 20)
