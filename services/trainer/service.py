@@ -53,15 +53,26 @@ class Trial:
 
 
 def train_and_evaluate(
-    cfg: TrainerSettings, bars: Bars, champion: dict[str, Any] | None, round_no: int, train_fn: TrainFn = train
+    cfg: TrainerSettings,
+    bars: Bars,
+    champion: dict[str, Any] | None,
+    round_no: int,
+    train_fn: TrainFn = train,
+    taker_fee: float | None = None,
 ) -> tuple[list[Trial], dict[str, Any] | None]:
     """Train a challenger (and fine-tune the champion) on the window less its held-out tail; report
-    every policy, the champion included, on that tail. Returns (trials, champion's held-out report)."""
+    every policy, the champion included, on that tail. Returns (trials, champion's held-out report).
+
+    Costs are the trainer settings' (`taker_fee` replaces `fee_taker`: the fee the paper exchange
+    charges on the market's venue), so a policy is trained and judged on what trading it will cost."""
     holdout = cfg.holdout_fraction
     overrides = (
         f"split.train={1 - holdout}",
         f"split.validation={holdout / 2}",
         f"env.allow_short={str(cfg.allow_short).lower()}",
+        f"cost.taker_fee={cfg.fee_taker if taker_fee is None else taker_fee}",
+        f"cost.half_spread={cfg.half_spread}",
+        f"cost.impact={cfg.impact}",
     )
     config = load_config(cfg.algo, None, overrides)
     market = compute_features(bars, **feature_options(config))
@@ -154,7 +165,8 @@ class OnlineTrainer:
             return None
         bars = self.markets[key].bars()
         champion = await self.registry.champion(*key)
-        args = (self.cfg, bars, champion, self.rounds, self.train_fn)
+        venue = self.settings.executor.venues.get(key[0])
+        args = (self.cfg, bars, champion, self.rounds, self.train_fn, venue.taker_fee if venue else None)
         try:
             if self.isolate:
                 with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
