@@ -91,8 +91,9 @@ class CheckpointPolicy:
 
     @classmethod
     def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:
-        """Load the module for inference; one torch thread by default (small nets on shared cores
-        run faster and far steadier single-threaded; None keeps torch's setting)."""
+        """Load the module for inference; one torch and one BLAS thread by default, for the whole
+        process (small nets on shared cores run faster and far steadier single-threaded: 0.75 s
+        against 1.14 s for a year of minute bars on 2 busy cores; None keeps the settings)."""
         path = Path(path)
         meta_path = path / META_FILE
         module_path = path.joinpath(ALGORITHM_DIR, *MODULE_PATH)
@@ -105,7 +106,10 @@ class CheckpointPolicy:
         from ray.rllib.core.rl_module.rl_module import RLModule
 
         if torch_threads is not None:
+            from threadpoolctl import threadpool_limits
+
             torch.set_num_threads(torch_threads)
+            threadpool_limits(torch_threads, user_api="blas")
 
         module = RLModule.from_checkpoint(str(module_path.resolve()))
         module.eval()  # type: ignore[attr-defined]  # a TorchRLModule is a torch.nn.Module
