@@ -9,6 +9,7 @@ events go to an outbox that is published to Redis exactly once (see ``publish_ou
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class StoredOrder:
 class ExecutorStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._publishing = asyncio.Lock()  # two concurrent publishers would both read the same unpublished rows
 
     async def save_orders(self, intents: Sequence[OrderIntent]) -> None:
         """Store the order row of each intent handed to the venue (its status may already be known)."""
@@ -204,6 +206,10 @@ class ExecutorStore:
         The XADD and a marker key go in one MULTI; the row is flagged afterwards. A crash between
         the two leaves the marker, and the next call only flags the row instead of publishing again.
         """
+        async with self._publishing:
+            return await self._publish_outbox(redis, bus, now, limit)
+
+    async def _publish_outbox(self, redis: Redis, bus: BusSettings, now: int, limit: int) -> int:
         rows = await self.db.fetch(
             "SELECT id, payload FROM order_events WHERE NOT published AND deliver_at <= $1 ORDER BY id LIMIT $2",
             now,
