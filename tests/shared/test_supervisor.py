@@ -105,6 +105,7 @@ time.sleep(120)
     grandchild = int(out.getvalue().split("grandchild")[1].split()[0])
     sup.stop()
     await asyncio.wait_for(task, 10)
+
     def alive(pid: int) -> bool:
         try:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
