@@ -236,6 +236,7 @@ class Consumer:
         self.start_id = start_id
         self.metrics = metrics
         self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the group exists: entries added after this are delivered
         self._errors: dict[str, str] = {}  # entry id -> last handler error, for the dead-letter record
         self.processed = 0
         self.dead_lettered = 0
@@ -250,6 +251,7 @@ class Consumer:
         while not self._stopping.is_set():
             try:
                 await self._ensure_groups()
+                self.ready.set()
                 await self._recover_own_pending()
                 next_claim = 0.0
                 while not self._stopping.is_set():

@@ -286,6 +286,8 @@ class Executor:
                 tasks.append(asyncio.create_task(arb_reports.run(), name="arbitrage-reports"))
             if self.rl:
                 tasks.append(asyncio.create_task(self._run_rl(), name="rl-policy"))
+            # Ready means every group exists, so what is published from now on reaches us ("$" groups).
+            await asyncio.gather(md.ready.wait(), *(c.ready.wait() for c in self._consumers))
             self.ready.set()
             log.info(
                 "executor ready (gateway %s, strategy %s)",

@@ -94,7 +94,9 @@ class Running:
         await asyncio.wait_for(self.executor.ready.wait(), 20)
         snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
         await self.redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
+        deadline = time.monotonic() + 20
         while self.exchange.book("binance", "BTC/USDT").mid() is None:
+            assert time.monotonic() < deadline, "the executor never applied the book snapshot"
             await asyncio.sleep(0.01)
         return task
 

@@ -54,7 +54,9 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
         await asyncio.wait_for(executor.ready.wait(), 20)
         snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
         await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
+        deadline = time.monotonic() + 20
         while exchange.book("binance", "BTC/USDT").mid() is None:
+            assert time.monotonic() < deadline, "the executor never applied the book snapshot"
             await asyncio.sleep(0.01)
 
         def intent(cid: str, amount: float) -> OrderIntent:

@@ -182,7 +182,9 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
         assert executor.rl is not None and executor.rl.active is None  # idle: nothing promoted yet
         snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
         await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
+        deadline = time.monotonic() + 20
         while exchange.book("binance", "BTC/USDT").mid() is None:
+            assert time.monotonic() < deadline, "the executor never applied the book snapshot"
             await asyncio.sleep(0.01)
 
         result = await asyncio.to_thread(  # the command runs its own event loop
