@@ -217,8 +217,7 @@ class Executor:
     async def reconcile(self) -> int:
         """Resubmit orders that were claimed but that the venue never received; return how many."""
         pending = await self.store.orders_in(UNSENT_STATUSES)
-        if isinstance(self.gateway, PaperGateway):
-            await self._wait_for_books({(o.intent.exchange, o.intent.symbol) for o in pending})
+        await self._wait_for_prices({(o.intent.exchange, o.intent.symbol) for o in pending})
         resent = []
         for order in pending:
             i = order.intent
@@ -230,13 +229,15 @@ class Executor:
             log.info("reconciled: resubmitted %d orders the venue never received", len(resent))
         return len(resent)
 
-    async def _wait_for_books(self, markets: set[tuple[str, str]]) -> None:
+    async def _wait_for_prices(self, markets: set[tuple[str, str]]) -> None:
+        """Wait (bounded) for live prices on these markets: the guard rejects the orders it has no
+        price for (risk.no_price), and a restored paper book is not a price."""
         deadline = time.monotonic() + self.cfg.reconcile_book_wait_s
-        exchange = self.gateway.exchange  # type: ignore[attr-defined]
-        while markets and time.monotonic() < deadline and not self._stopping.is_set():
-            markets = {m for m in markets if exchange.book(*m).mid() is None}
-            if markets:
-                await asyncio.sleep(0.02)
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            markets = {m for m in markets if m not in self.guard.mids}
+            if not markets:
+                return
+            await asyncio.sleep(0.02)
 
     # ---- the loops -------------------------------------------------------------------------
 

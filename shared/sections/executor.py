@@ -144,7 +144,10 @@ class ExecutorSettings(Section):
     )
     rl_min_order: float = Field(1.0, ge=0, description="least quote value the RL strategy sends as one order")
     reconcile_book_wait_s: float = Field(
-        5.0, ge=0, description="after a restart, wait this long for books before resubmitting unsent paper orders"
+        5.0,
+        ge=0,
+        description="after a restart, wait this long for prices on the markets of unsent orders before "
+        "resubmitting them and consuming intents",
     )
     market_data_group: str = Field("executor-md", description="consumer group on md:book:* / md:trades:*")
     market_data_venues: list[str] = Field(

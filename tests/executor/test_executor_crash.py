@@ -57,7 +57,7 @@ def start_executor(db_url: str, redis_url: str, log: Path) -> subprocess.Popen[b
     )
 
 
-async def feed_books(redis_url: str, stop: asyncio.Event) -> None:
+async def feed_books(redis_url: str, stop: asyncio.Event, snapshot_ids: list[bytes]) -> None:
     """Publish the recorded book as ingest does (a snapshot now and then, deltas between)."""
     redis = connect_redis(redis_url)
     books = [m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate)]
@@ -65,11 +65,13 @@ async def feed_books(redis_url: str, stop: asyncio.Event) -> None:
         i = 0
         while not stop.is_set():
             m = books[i % len(books)]
-            if i % len(books) == 0:
+            if i % 50 == 0:
                 m = books[0]  # the snapshot
             now = time.time_ns()
             update = BookUpdate(m.exchange, m.symbol, m.seq, now, now, m.bids, m.asks, m.snapshot)
-            await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(update)}, maxlen=10_000)
+            entry = await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(update)}, maxlen=10_000)
+            if update.snapshot:
+                snapshot_ids.append(entry)
             i += 1
             await asyncio.sleep(0.01)
     finally:
@@ -84,6 +86,35 @@ async def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignor
         await asyncio.sleep(0.05)
 
 
+async def _market_data_group(redis) -> dict | None:  # type: ignore[no-untyped-def]
+    for group in await redis.xinfo_groups(streams.md_book("binance")):
+        if group["name"] in ("executor-md", b"executor-md"):
+            return group  # type: ignore[no-any-return]
+    return None
+
+
+def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
+    return int(ms), int(seq)
+
+
+async def wait_until_priced(redis, snapshot_ids: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the executor's market-data group has handled a snapshot published after the group existed."""
+
+    async def group_exists() -> bool:
+        return await _market_data_group(redis) is not None
+
+    await wait_for(group_exists, 30, "the executor's market-data group")
+    seen = len(snapshot_ids)
+
+    async def handled_a_later_snapshot() -> bool:
+        group = await _market_data_group(redis)
+        later = snapshot_ids[seen:]
+        return bool(later) and group["pending"] == 0 and _entry_key(group["last-delivered-id"]) >= _entry_key(later[0])
+
+    await wait_for(handled_a_later_snapshot, 30, "the executor's first book")
+
+
 async def test_kill_9_with_intents_in_flight_executes_each_intent_once(
     isolated: tuple[str, str], uid: str, tmp_path: Path
 ) -> None:
@@ -91,7 +122,8 @@ async def test_kill_9_with_intents_in_flight_executes_each_intent_once(
     log = tmp_path / "executor.log"
     redis = connect_redis(redis_url)
     stop = asyncio.Event()
-    feeder = asyncio.create_task(feed_books(redis_url, stop))
+    snapshot_ids: list[bytes] = []
+    feeder = asyncio.create_task(feed_books(redis_url, stop, snapshot_ids))
     intents = [
         OrderIntent(
             f"crash-{uid}-{n}",
@@ -110,6 +142,8 @@ async def test_kill_9_with_intents_in_flight_executes_each_intent_once(
     try:
         await wait_for(lambda: _has_orders_table(db_url), 30, "the executor's migrations")
         conn = await asyncpg.connect(db_url)
+        # market orders need a price: send them once the executor has handled a whole book
+        await wait_until_priced(redis, snapshot_ids)
         for n, intent in enumerate(intents):  # every 10th intent is delivered twice
             await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(intent)})
             if n % 10 == 0:
@@ -150,10 +184,11 @@ async def test_kill_9_with_intents_in_flight_executes_each_intent_once(
             proc.wait(timeout=20)
     try:
         rows = await conn.fetch(
-            "SELECT client_order_id, status, filled, amount FROM orders WHERE strategy = 'crash-test'"
+            "SELECT client_order_id, status, filled, amount, reason FROM orders WHERE strategy = 'crash-test'"
         )
         assert len(rows) == N_INTENTS
-        assert Counter(r["status"] for r in rows) == {"filled": N_INTENTS}, log.read_text()[-3000:]
+        reasons = Counter(r["reason"] for r in rows if r["status"] != "filled")
+        assert Counter(r["status"] for r in rows) == {"filled": N_INTENTS}, (reasons, log.read_text()[-3000:])
         assert all(r["filled"] == r["amount"] for r in rows)
         fills = await conn.fetch("SELECT client_order_id, amount FROM fills")
         per_order: dict[str, Decimal] = {}
