@@ -35,6 +35,8 @@ def out_of_sample_start(policy: Policy, market: MarketData) -> int:
     start = min(WARMUP, len(market) // 4)
     if isinstance(policy, CheckpointPolicy):
         trained_from, trained_to = int(policy.meta["train_from_ns"]), int(policy.meta["train_to_ns"])
+        if "selection" in policy.meta:  # its weights were chosen on the validation bars
+            trained_to = int(policy.meta["validation_to_ns"])
         # bars from the training period, or before it, could share information with the
         # training data (same market, same news): only bars after it count when they overlap
         if market.ts[0] <= trained_to and market.ts[-1] >= trained_from:
@@ -301,11 +303,16 @@ def walk_forward_train(
     config = config or load_config(algo)
     n = len(bars)
     edges = np.linspace(int(n * first_train), n, folds + 1).astype(int)
+    selecting = int(config.get("selection", {}).get("every_steps", 0)) > 0
     fold_reports = []
     for k in range(folds):
         data = bars.slice(0, int(edges[k + 1]))
-        held_out = (edges[k + 1] - edges[k]) / len(data)
-        fold_config = {**config, "split": {"train": edges[k] / len(data), "validation": held_out / 2}}
+        if selecting:  # weights are chosen on the training window's own tail: the fold stays unseen
+            train_end = int(edges[k] * 0.8)
+            split = {"train": train_end / len(data), "validation": (edges[k] - train_end) / len(data)}
+        else:
+            split = {"train": edges[k] / len(data), "validation": (edges[k + 1] - edges[k]) / len(data) / 2}
+        fold_config = {**config, "split": split}
         out = Path(out_dir) / f"fold-{k}"
         train_fn(data, algo, out, timesteps=timesteps, seed=seed + k, gpus=gpus, config=fold_config)
         policy = CheckpointPolicy.load(out)

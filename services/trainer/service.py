@@ -69,6 +69,7 @@ def train_and_evaluate(
     overrides = (
         f"split.train={1 - holdout}",
         f"split.validation={holdout / 2}",
+        "selection.every_steps=0",  # the whole held-out tail judges the round: nothing may be chosen on it
         f"env.allow_short={str(cfg.allow_short).lower()}",
         f"cost.taker_fee={cfg.fee_taker if taker_fee is None else taker_fee}",
         f"cost.half_spread={cfg.half_spread}",

@@ -7,6 +7,7 @@ inference stay Ray-free. With `RAY_ADDRESS` set the run goes to that cluster.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -221,25 +222,7 @@ def train(
     algo_config = build_algorithm_config(algo, config, market, env_config, seed, gpus)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    sampled, iterations = 0, 0
-    last: dict[str, Any] = {}
-    with ray_session():
-        algorithm = algo_config.build_algo()
-        try:
-            if init_from is not None:
-                _load_weights(algorithm, Path(init_from))
-            while sampled < timesteps:
-                last = algorithm.train()
-                iterations += 1
-                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
-                if progress is not None:
-                    progress(min(sampled, timesteps), timesteps)
-            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
-        finally:
-            algorithm.stop()
-    train_s = time.perf_counter() - started
-    meta = {
+    meta: dict[str, Any] = {
         "algo": algo,
         "seed": seed,
         "data": data_label,
@@ -253,9 +236,37 @@ def train(
         "train_from_ns": int(market.ts[0]),
         "train_to_ns": int(market.ts[split.train_end - 1]),
         "validation_to_ns": int(market.ts[split.validation_end - 1]),
-        "timesteps": sampled,
         "init_from": None if init_from is None else str(init_from),
     }
+    select_every = int(config.get("selection", {}).get("every_steps", 0))
+    selection = ValidationSelection(meta, market, split, env_config) if select_every > 0 else None
+    started = time.perf_counter()
+    sampled, iterations = 0, 0
+    last: dict[str, Any] = {}
+    with ray_session():
+        algorithm = algo_config.build_algo()
+        try:
+            if init_from is not None:
+                _load_weights(algorithm, Path(init_from))
+            next_check = select_every
+            while sampled < timesteps:
+                last = algorithm.train()
+                iterations += 1
+                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
+                if progress is not None:
+                    progress(min(sampled, timesteps), timesteps)
+                if selection is not None and (sampled >= next_check or sampled >= timesteps):
+                    selection.check(algorithm, sampled)
+                    next_check = sampled + select_every
+            if selection is not None:
+                selection.restore_best(algorithm)
+            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
+        finally:
+            algorithm.stop()
+    train_s = time.perf_counter() - started
+    meta["timesteps"] = sampled
+    if selection is not None:
+        meta["selection"] = selection.summary()
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     runners = last.get("env_runners", {})
     metrics: dict[str, Any] = {
@@ -271,6 +282,44 @@ def train(
     meta["metrics"] = metrics
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
     return TrainResult(out, metrics)
+
+
+class ValidationSelection:
+    """Keep the weights that scored best on the validation split (early stopping for value-based
+    learners, whose greedy policy can collapse late in training). The test split stays unseen:
+    the checkpoint records the selection, and backtests then count only bars after validation."""
+
+    def __init__(self, meta: dict[str, Any], market: MarketData, split: Split, env_config: EnvConfig) -> None:
+        self.meta = meta
+        self.market = market
+        self.split = split
+        self.env_config = env_config
+        self.history: list[tuple[int, float]] = []
+        self.best: tuple[float, int, Any] | None = None
+
+    def check(self, algorithm: Any, sampled: int) -> None:
+        from services.trainer.backtest import metrics
+        from services.trainer.evaluation import run_backtest
+        from shared.rl.policy import CheckpointPolicy
+
+        policy = CheckpointPolicy(algorithm.get_module(), self.meta, Path("."))  # the sampler's synced copy
+        result = run_backtest(policy, self.market, self.split.train_end, self.split.validation_end, self.env_config)
+        sharpe = float(metrics(result)["sharpe"])
+        self.history.append((sampled, round(sharpe, 4)))
+        if self.best is None or sharpe > self.best[0]:
+            self.best = (sharpe, sampled, copy.deepcopy(algorithm.learner_group.get_weights()))
+
+    def restore_best(self, algorithm: Any) -> None:
+        if self.best is not None:
+            algorithm.learner_group.set_weights(self.best[2])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "metric": "validation sharpe",
+            "best_at_steps": None if self.best is None else self.best[1],
+            "best_validation_sharpe": None if self.best is None else round(self.best[0], 4),
+            "history": self.history,
+        }
 
 
 def _load_weights(algorithm: Any, checkpoint: Path) -> None:

@@ -97,3 +97,27 @@ def test_walk_forward_retrains_per_fold(ray_up: None, market_csv: Path, tmp_path
     assert summary["bars"] == 2_000 // 2 - 2  # the second half, less each fold's last bar
     chained = (1 + first["total_return"]) * (1 + second["total_return"]) - 1
     assert summary["total_return"] == pytest.approx(chained, rel=1e-9, abs=1e-12)
+
+
+def test_validation_selection_keeps_the_best_weights_and_moves_the_test_start(
+    ray_up: None, market_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "dqn"
+    # a DQN iteration samples at least 1,000 steps
+    args = ["--algo", "dqn", "--data", str(market_csv), "--timesteps", "3000", "--seed", "3", "--out", str(out)]
+    selection = ("--set", "selection.every_steps=1000")
+    result = CliRunner().invoke(train, [*args, *TINY["dqn"], *selection], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    meta = json.loads((out / "tradewind.json").read_text())
+    history = meta["selection"]["history"]
+    assert len(history) >= 3 and history[-1][0] >= 3000
+    best = max(sharpe for _, sharpe in history)
+    assert meta["selection"]["best_validation_sharpe"] == pytest.approx(best, abs=1e-4)
+    # the saved checkpoint holds the chosen weights, not the last ones
+    assert line["validation"]["sharpe"] == pytest.approx(best, abs=1e-3)
+
+    report = CliRunner().invoke(backtest, ["--data", str(market_csv), "--policy", str(out), "--json"])
+    assert report.exit_code == 0, report.output
+    metrics = json.loads(report.stdout.strip().splitlines()[-1])
+    assert metrics["bars"] == 2_000 - meta["split"]["validation_end"] - 1  # validation chose the weights: not a test
