@@ -79,8 +79,10 @@ def test_train_checkpoint_backtest(algo: str, ray_up: None, market_csv: Path, tm
     metrics = json.loads(report.stdout.strip().splitlines()[-1])
     for key in ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "trades", "fees", "deflated_sharpe"):
         assert key in metrics and key in metrics["baselines"]["momentum"]
-    split = json.loads((out / "tradewind.json").read_text())["split"]
-    assert metrics["bars"] == 2_000 - split["train_end"] - 1  # only bars after the training data
+    meta = json.loads((out / "tradewind.json").read_text())
+    # only bars after the training data (and after validation, when validation chose the weights)
+    first = meta["split"]["validation_end" if "selection" in meta else "train_end"]
+    assert metrics["bars"] == 2_000 - first - 1
 
 
 def test_walk_forward_retrains_per_fold(ray_up: None, market_csv: Path, tmp_path: Path) -> None:
