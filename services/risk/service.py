@@ -49,6 +49,7 @@ class RiskService:
         self.last_data: dict[str, int] = {}  # venue -> wall-clock ns of its last message
         self.venue_halts: dict[str, str] = {}  # venue -> why this service halted it
         self.drawdown_halt = ""
+        self.human_halts: dict[str | None, str] = {}  # venue (None: all) -> reason of a `tradewind halt`
         self.margin_cooldown: dict[str, int] = {}
 
     # ---- market data --------------------------------------------------------------------------
@@ -104,6 +105,34 @@ class RiskService:
             elif isinstance(msg, OrderEvent):
                 self.portfolio.on_order_event(msg)
                 self.hedger.on_order_event(msg)
+
+    # ---- humans' halts and resumes (risk:control) --------------------------------------------------
+
+    def on_control(self, messages: list[Any]) -> Actions:
+        """Follow `tradewind halt` / `resume`. A global resume after a drawdown halt is a human
+        accepting the loss: the drawdown peaks restart from today's equity, or the next tick would
+        halt again at once."""
+        out = Actions()
+        for msg in messages:
+            if not isinstance(msg, RiskControl) or msg.issued_by == "risk":
+                continue
+            if msg.action == "halt":
+                self.human_halts[msg.exchange] = msg.reason or "halted"
+            elif msg.action == "resume" and msg.exchange is not None:
+                self.human_halts.pop(msg.exchange, None)
+            elif msg.action == "resume":
+                self.human_halts.clear()
+                if self.drawdown_halt:
+                    out.events.append(self._reset_drawdown(msg))
+        return out
+
+    def _reset_drawdown(self, resume: RiskControl) -> RiskEvent:
+        now = self.clock()
+        equity = self.portfolio.equity()
+        self.portfolio.peak_day = self.portfolio.peak_total = equity
+        cleared, self.drawdown_halt = self.drawdown_halt, ""
+        detail = {"cleared": cleared, "equity": equity, "by": resume.issued_by, "reason": resume.reason}
+        return RiskEvent("drawdown_reset", now, "warning", detail=detail)  # type: ignore[arg-type]
 
     # ---- the periodic checks ---------------------------------------------------------------------
 
@@ -163,7 +192,10 @@ class RiskService:
         now = self.clock()
         equity, intraday, total = self.portfolio.drawdowns(now)
         venues = {}
-        for venue in sorted({*self.portfolio.balances, *self.portfolio.margin, *self.last_data, *self.venue_halts}):
+        human_venues = {v for v in self.human_halts if v is not None}
+        for venue in sorted(
+            {*self.portfolio.balances, *self.portfolio.margin, *self.last_data, *self.venue_halts, *human_venues}
+        ):
             gross, net = self.portfolio.exposure(venue)
             value, unpriced = self.portfolio.venue_equity(venue)
             venues[venue] = {
@@ -173,13 +205,13 @@ class RiskService:
                 "realized_pnl": self.portfolio.realized.get(venue, 0.0),
                 "unrealized_pnl": self.portfolio.unrealized(venue),
                 "margin_level": self.portfolio.margin_level(venue),
-                "halted": self.venue_halts.get(venue, ""),
+                "halted": self.venue_halts.get(venue, "") or self.human_halts.get(venue, ""),
                 "data_age_s": (now - self.last_data[venue]) / NS if venue in self.last_data else None,
                 "unpriced": unpriced,
             }
         return {
             "ts": now,
-            "halted": self.drawdown_halt,
+            "halted": self.drawdown_halt or self.human_halts.get(None, ""),
             "equity": equity,
             "drawdown_intraday": intraday,
             "drawdown_total": total,
@@ -224,6 +256,11 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
         async with lock:
             service.on_orders([m for d in batch for m in d.messages])
 
+    async def on_control(batch: list[Delivery]) -> None:
+        async with lock:
+            actions = service.on_control([m for d in batch for m in d.messages])
+        await publish(bus, recorder, actions)
+
     md_streams = [s for v in settings.risk.market_data_venues for s in (streams.md_book(v), streams.md_trades(v))]
     consumers = [
         Consumer(
@@ -241,6 +278,15 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
             settings.risk.group,
             on_orders,
             settings.bus,
+            metrics=metrics,
+        ),
+        Consumer(
+            redis,
+            [streams.RISK_CONTROL],
+            f"{settings.risk.group}-control",
+            on_control,
+            settings.bus,
+            start_id="$",
             metrics=metrics,
         ),
     ]

@@ -6,7 +6,7 @@ import pytest
 
 from services.risk.service import RiskService
 from shared.config import Settings
-from shared.schemas import BookUpdate, Fill, OrderEvent, OrderIntent, Status
+from shared.schemas import BookUpdate, Fill, OrderEvent, OrderIntent, RiskControl, Status
 from shared.sections.risk import CrashSettings, RiskSettings
 
 SEC = 1_000_000_000
@@ -72,6 +72,44 @@ def test_drawdown_halts_everything() -> None:
     assert len(halts) == 1 and halts[0].exchange is None and "intraday" in halts[0].reason
     assert actions.events[0].kind == "drawdown_halt"
     assert svc.state()["drawdown_intraday"] == 0.05
+
+
+def test_human_resume_after_a_drawdown_halt_accepts_the_loss() -> None:
+    svc, clock = service(drawdown_intraday=0.05, drawdown_total=0.5)
+    svc.on_market([book(10_000.0, clock.now)])
+    svc.tick()
+    svc.on_market([book(9_000.0, clock.now)])
+    assert [c.action for c in svc.tick().controls if c.action == "halt"] == ["halt"]
+    # its own controls and a venue resume leave the drawdown halt in place
+    own = RiskControl("resume", clock.now, reason="feed connected", exchange=None, issued_by="risk")
+    venue = RiskControl("resume", clock.now, exchange="binance", issued_by="cli:ops@host")
+    assert not svc.on_control([own, venue]).events and svc.state()["halted"] == "intraday drawdown"
+
+    actions = svc.on_control([RiskControl("resume", clock.now, reason="reviewed", issued_by="cli:ops@host")])
+    assert [e.kind for e in actions.events] == ["drawdown_reset"]
+    assert actions.events[0].detail["by"] == "cli:ops@host"
+    assert svc.state()["halted"] == "" and svc.state()["drawdown_intraday"] == 0.0
+    assert not [c for c in svc.tick().controls if c.action == "halt"]  # not halted again at once
+    svc.on_market([book(8_500.0, clock.now)])  # 18.5k: -2.6% from the new peak of 19k
+    assert not [c for c in svc.tick().controls if c.action == "halt"]
+    svc.on_market([book(8_000.0, clock.now)])  # 18k: -5.3% from 19k
+    assert [c.reason for c in svc.tick().controls if c.action == "halt"] == ["intraday drawdown"]
+
+
+def test_human_halts_show_in_the_state() -> None:
+    svc, clock = service()
+    svc.on_market([book(10_000.0, clock.now)])
+    human = "cli:ops@host"
+    svc.on_control([RiskControl("halt", clock.now, reason="exchange incident", exchange="kraken", issued_by=human)])
+    assert svc.state()["venues"]["kraken"]["halted"] == "exchange incident"
+    assert svc.state()["halted"] == ""
+    svc.on_control([RiskControl("halt", clock.now, reason="fat finger", issued_by=human)])
+    assert svc.state()["halted"] == "fat finger"
+    svc.on_control([RiskControl("resume", clock.now, exchange="kraken", issued_by=human)])
+    assert "kraken" not in svc.state()["venues"]  # no balances, data or halt there any more
+    assert svc.state()["halted"] == "fat finger"
+    svc.on_control([RiskControl("resume", clock.now, issued_by=human)])
+    assert svc.state()["halted"] == ""
 
 
 def test_fills_move_balances_exposure_and_pnl() -> None:
