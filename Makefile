@@ -9,11 +9,11 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint up down clean help
+.PHONY: install run test test-slow wheel-check ci bench lint up down clean help
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ install: $(VENV)/.installed  ## create .venv and install everything (torch CPU b
 run: install  ## start the whole stack in replay mode (embedded Redis + PostgreSQL); Ctrl-C stops it
 	$(BIN)/tradewind up --mode replay
 
-test: install  ## run the whole test suite (embedded Redis + PostgreSQL unless REDIS_URL / DATABASE_URL are set)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: install  ## the test suite except tests marked slow (embedded Redis + PostgreSQL unless REDIS_URL / DATABASE_URL are set)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install  ## the tests marked slow: learning, RLlib, Ray, end-to-end stacks
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+wheel-check:  ## build the wheel, install it in a fresh venv outside the checkout, trade and train from an empty folder
+	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" .ci/wheel_smoke.sh
+
+ci:  ## what CI runs: lint, test, test-slow, wheel-check
+	.ci/run
 
 bench: install  ## run the benchmarks; writes bench/results.json
 	$(BIN)/python -m bench

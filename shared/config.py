@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -127,9 +127,54 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=os.environ.get(f"{ENV_PREFIX}CONFIG") or None),
         )
 
+    @model_validator(mode="after")
+    def _policy_root(self) -> Settings:
+        if self.executor.policy_dir is None:  # the executor trades what the trainer writes
+            self.executor.policy_dir = self.trainer.policy_dir
+        return self
+
     def redacted(self) -> dict[str, Any]:
-        """Return the settings as plain data with every secret masked, for display."""
-        return self.model_dump(mode="json")
+        """Return the settings as plain data with every secret masked, for display: secret fields
+        whole, and the password (and secret-looking query parameters) of every URL."""
+        data = self.model_dump(mode="json")
+        if self.database_url is not None:
+            data["database_url"] = mask_url(self.database_url.get_secret_value())
+        return _mask_urls(data)
+
+
+SECRET_QUERY_KEYS = ("password", "passwd", "secret", "token", "key", "signature", "sig", "auth")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and secret-looking query values replaced by ``***``."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "***"  # unparseable: show nothing rather than a secret
+    netloc = parts.netloc
+    if password is not None:
+        user, _, host = netloc.rpartition("@")
+        name = user.partition(":")[0]
+        netloc = f"{name}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        masked = [(k, "***" if any(s in k.lower() for s in SECRET_QUERY_KEYS) else v) for k, v in pairs]
+        query = urlencode(masked, safe="*/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_urls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_urls(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    return value
 
 
 def setting_env_name(loc: tuple[int | str, ...]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.halts import HaltSet
 from shared.schemas import OrderEvent, OrderIntent, RiskControl
 from shared.sections.risk import LimitOverride, Limits, RiskSettings
 
@@ -36,6 +37,8 @@ INSUFFICIENT_BALANCE = "risk.insufficient_balance"
 BALANCE_UNKNOWN = "risk.balance_unknown"
 RATE_LIMIT = "risk.rate_limit"
 MARGIN_LEVEL = "risk.margin_level"
+NOT_REDUCING = "risk.not_reducing"  # a reduce-only order that would not reduce a position
+UNKNOWN_OUTCOME = "risk.unknown_outcome"  # an order on this market may or may not be live
 
 LIMIT_FIELDS = tuple(Limits.model_fields)
 _BLOCK_BUYS = "block_buys"  # RiskControl.limits key: 1 blocks new buys on that venue, 0 lifts it
@@ -81,27 +84,54 @@ def resolve_limits(risk: RiskSettings, venue: str, symbol: str) -> Limits:
     return Limits.model_validate(merged)
 
 
+def limit_env_name(venue: str, limit: str) -> str:
+    """The environment variable that sets ``limit`` for ``venue`` (what a refusal tells the user to set)."""
+    return f"TRADEWIND_RISK__VENUES__{venue}__{limit}"
+
+
 def missing_limits(risk: RiskSettings, venues: list[str]) -> list[str]:
     """Why the limits are not "configured" for live trading on ``venues`` (empty: they are).
 
-    Configured means set explicitly (in ``risk.limits`` or a venue override, not left at the
-    paper defaults) and none of them ``None`` (unlimited).
+    Configured means every limit field set explicitly for that venue (``risk.venues[venue]``,
+    i.e. ``TRADEWIND_RISK__VENUES__<venue>__<field>``) to a bounded value: neither the paper
+    defaults of ``risk.limits`` nor an explicit ``None`` (unlimited) count, and no per-symbol
+    override may lift a limit of a live venue to unlimited.
     """
     problems = []
-    explicit_default = "limits" in risk.model_fields_set
     for venue in venues:
-        if not explicit_default and venue not in risk.venues:
+        override = risk.venues.get(venue)
+        given = override.model_fields_set if override is not None else set()
+        unset = [k for k in LIMIT_FIELDS if k not in given]
+        if unset:
             problems.append(
-                f"{venue}: no risk limits set (TRADEWIND_RISK__LIMITS__... or TRADEWIND_RISK__VENUES__{venue}__...)"
+                f"{venue}: limits not set for this venue: {', '.join(unset)} "
+                f"(set {', '.join(limit_env_name(venue, k) for k in unset)})"
             )
-            continue
-        merged = risk.limits.model_dump()
-        if venue in risk.venues:
-            merged.update(risk.venues[venue].model_dump(exclude_unset=True))
-        unlimited = [k for k in LIMIT_FIELDS if merged[k] is None]
+        unlimited = [k for k in LIMIT_FIELDS if k in given and getattr(override, k) is None]
         if unlimited:
-            problems.append(f"{venue}: unlimited {', '.join(unlimited)}")
+            problems.append(
+                f"{venue}: unlimited {', '.join(unlimited)} "
+                f"(set {', '.join(limit_env_name(venue, k) for k in unlimited)} to a number)"
+            )
+        for key, sym in sorted(risk.symbols.items()):
+            scoped, sep, _ = key.rpartition(":")
+            if sep and scoped != venue:
+                continue
+            lifted = [k for k in sorted(sym.model_fields_set) if getattr(sym, k) is None]
+            if lifted:
+                problems.append(
+                    f"{venue}: symbol override {key!r} makes {', '.join(lifted)} unlimited "
+                    f"(TRADEWIND_RISK__SYMBOLS__{key}__{lifted[0]})"
+                )
     return problems
+
+
+def _reduces(position: float, buy: bool, amount: float) -> bool:
+    """Whether trading ``amount`` reduces ``position`` (signed; a margin short is negative, so buying
+    back its debt reduces it) without crossing to the other side."""
+    if position == 0.0 or buy != (position < 0.0):
+        return False
+    return amount <= abs(position) * (1 + 1e-9) + 1e-12  # float rounding of fills summed
 
 
 @dataclass(slots=True)
@@ -133,8 +163,9 @@ class VenueBook:
     free: dict[str, float] = field(default_factory=dict)  # asset -> free amount
     open_orders: dict[str, tuple[str, str]] = field(default_factory=dict)  # resting: client order id -> symbol, side
     margin_level: float | None = None  # of the venue's margin account, when it has debt
-    halted: str = ""  # reason, "" when trading
     buys_blocked: str = ""
+    margin: dict[str, float] = field(default_factory=dict)  # base asset -> signed margin position (< 0: short)
+    margin_peak: dict[str, float] = field(default_factory=dict)  # base asset -> largest |margin position| seen
 
 
 class PreTradeGuard:
@@ -142,7 +173,7 @@ class PreTradeGuard:
 
     def __init__(self, risk: RiskSettings, *, now_ns: int = 0, heartbeat_required: bool = True) -> None:
         self.risk = risk
-        self.halted = ""  # global halt reason, "" when trading
+        self.halts = HaltSet()  # durable: the executor loads the stored set before its first order (shared.halts)
         self.venues: dict[str, VenueBook] = {}
         self.mids: dict[tuple[str, str], float] = {}
         self._limits: dict[tuple[str, str], ResolvedLimits] = {}
@@ -151,8 +182,20 @@ class PreTradeGuard:
         self.heartbeat_timeout_ns = int(risk.heartbeat_timeout_s * 1e9)
         # None: not armed yet (no risk service heard, none required); else the grace period starts now
         self.last_heartbeat_ns: int | None = now_ns if heartbeat_required else None
+        # (venue, symbol) -> client ids whose outcome is unknown: that market takes no new order until known
+        self.unknown: dict[tuple[str, str], set[str]] = {}
+        self._margin_orders: set[str] = set()  # margin orders passed and not yet finished: their fills move `margin`
 
     # ---- inputs ---------------------------------------------------------------------------
+
+    @property
+    def halted(self) -> str:
+        """Why every venue is halted; "" when it is not."""
+        return self.halts.reason(None)
+
+    def venue_halted(self, name: str) -> str:
+        """Why this venue is halted by a halt of its own; "" when it is not."""
+        return self.halts.reason(name)
 
     def venue(self, name: str) -> VenueBook:
         book = self.venues.get(name)
@@ -170,11 +213,24 @@ class PreTradeGuard:
     def set_position(self, venue: str, asset: str, amount: float) -> None:
         self.venue(venue).positions[asset] = amount
 
+    def set_margin_position(self, venue: str, asset: str, amount: float) -> None:
+        """The venue's margin position in ``asset`` (signed; a borrowed-and-sold short is negative)."""
+        book = self.venue(venue)
+        book.margin[asset] = amount
+        book.margin_peak[asset] = max(book.margin_peak.get(asset, 0.0), abs(amount))
+
     def set_margin_level(self, venue: str, level: float | None) -> None:
         self.venue(venue).margin_level = level
 
     def on_order_event(self, event: OrderEvent) -> None:
-        """Track resting orders and, from fills, positions (spot and margin net)."""
+        """Track resting orders, orders of unknown outcome and, from fills, positions (spot and margin net)."""
+        market = (event.exchange, event.symbol)
+        if event.status == "unknown":
+            self.unknown.setdefault(market, set()).add(event.client_order_id)
+        elif market in self.unknown:
+            self.unknown[market].discard(event.client_order_id)
+            if not self.unknown[market]:
+                del self.unknown[market]
         book = self.venue(event.exchange)
         if event.status in ("accepted", "partially_filled"):
             book.open_orders[event.client_order_id] = (event.symbol, event.side)
@@ -186,10 +242,16 @@ class PreTradeGuard:
             qty = sum(f.amount for f in event.fills)
             value = sum(f.amount * f.price for f in event.fills)
             book.positions[base] = book.positions.get(base, 0.0) + sign * qty
+            if event.client_order_id in self._margin_orders:  # a fee paid in base does not repay debt
+                fee = sum(f.fee for f in event.fills if f.fee_asset == base)
+                book.margin[base] = held = book.margin.get(base, 0.0) + sign * qty - fee
+                book.margin_peak[base] = max(book.margin_peak.get(base, 0.0), abs(held))
             if base in book.free:
                 book.free[base] += sign * qty
             if quote in book.free:
                 book.free[quote] -= sign * value
+        if event.status in ("filled", "cancelled", "rejected"):
+            self._margin_orders.discard(event.client_order_id)
 
     def on_control(self, control: RiskControl, now_ns: int) -> list[OrderIntent]:
         """Apply a ``risk:control`` message; return the cancels a halt calls for (our resting orders there).
@@ -200,20 +262,10 @@ class PreTradeGuard:
             last = self.last_heartbeat_ns
             self.last_heartbeat_ns = now_ns if last is None else max(last, now_ns)
         reason = control.reason or control.action
-        if control.action == "halt":
-            if control.exchange is None:
-                self.halted = reason
-            else:
-                self.venue(control.exchange).halted = reason
-            return self.cancels(control.exchange, now_ns)
-        elif control.action == "resume":
-            if control.exchange is None:
-                self.halted = ""
-                for book in self.venues.values():
-                    book.halted = ""
-            else:
-                self.venue(control.exchange).halted = ""
-        elif control.action == "set_limit":
+        if control.action in ("halt", "resume"):
+            change = self.halts.apply(control)
+            return self.cancels(control.exchange, now_ns) if change.added else []  # a repeated halt cancels nothing
+        if control.action == "set_limit":
             if control.exchange is not None and _BLOCK_BUYS in control.limits:
                 self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
             changed = {k: v for k, v in control.limits.items() if k in LIMIT_FIELDS}
@@ -258,22 +310,38 @@ class PreTradeGuard:
             )
         return got
 
+    def _reduces_margin(self, book: VenueBook, asset: str, intent: OrderIntent) -> bool:
+        """A margin order that reduces the venue's margin position; a buy-back repays debt, which also
+        carries interest (and fees paid in base) the guard does not see: up to the fee buffer of the
+        short's largest size may come on top."""
+        held = book.margin.get(asset, 0.0)
+        over = self.limits(intent.exchange, intent.symbol).fee_buffer * book.margin_peak.get(asset, 0.0)
+        return _reduces(held, intent.side == "buy", max(intent.amount - over, 0.0))
+
     def check(self, intent: OrderIntent, now_ns: int) -> str | None:
         """``None`` when the order may go out, else the reason code of the first rule it breaks.
 
-        Cancels always pass; reduce-only orders pass the halts (they only reduce risk) but not the
-        other limits. Passing consumes one token of the venue's order-rate bucket.
+        Cancels always pass; a reduce-only order must reduce the venue's position in its base asset
+        (opposite side, at most its size: else ``risk.not_reducing``) and then passes the halts (it
+        only reduces risk) but not the other limits. Passing consumes one token of the venue's order-rate bucket.
         """
         if intent.cancel:
             return None
+        if (intent.exchange, intent.symbol) in self.unknown:  # a second order could double the first
+            return UNKNOWN_OUTCOME
         book = self.venue(intent.exchange)
         buy = intent.side == "buy"
+        if intent.reduce_only:  # it skips the halts and balance checks: only a real reduction may
+            asset = split_symbol(intent.symbol)[0]
+            margin = intent.margin_mode is not None and self._reduces_margin(book, asset, intent)
+            if not margin and not _reduces(book.positions.get(asset, 0.0), buy, intent.amount):
+                return NOT_REDUCING  # a margin buy-back may reduce a short that spot inventory nets out
         if not intent.reduce_only:  # reducing risk stays allowed while halted (margin safety needs it)
             if self.halted:
                 return HALTED
             if self.heartbeat_lost(now_ns):
                 return HEARTBEAT_LOST
-            if book.halted:
+            if self.venue_halted(intent.exchange):
                 return VENUE_HALTED
             if buy and book.buys_blocked:
                 return CRASH_NO_BUY
@@ -324,4 +392,6 @@ class PreTradeGuard:
             )
         if not bucket.take(now_ns):
             return RATE_LIMIT
+        if intent.margin_mode is not None:
+            self._margin_orders.add(intent.client_order_id)
         return None

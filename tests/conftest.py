@@ -7,9 +7,12 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
+from shared.bus import connect_redis
 from shared.config import BusSettings, StorageSettings
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 
@@ -46,8 +49,6 @@ def database_url(embedded_postgres: EmbeddedPostgres | None) -> str:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[object]:
-    from shared.bus import connect_redis
-
     client = connect_redis(redis_url)
     yield client
     await client.aclose()
@@ -72,3 +73,31 @@ def uid() -> str:
 @pytest.fixture
 def bus_settings() -> BusSettings:
     return BusSettings(block_ms=50, claim_idle_ms=300, claim_interval_ms=100, max_deliveries=3, batch_size=500)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+@pytest.fixture
+async def isolated(database_url: str, redis_url: str, uid: str) -> AsyncIterator[tuple[str, str]]:
+    """A PostgreSQL database and a flushed Redis logical database of the test's own: (dsn, redis url)."""
+    name = f"tw_exec_{uid}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    rurl = with_redis_db(redis_url, 9)
+    redis = connect_redis(rurl)
+    await redis.flushdb()
+    yield with_database(database_url, name), rurl
+    await redis.flushdb()
+    await redis.aclose()
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()

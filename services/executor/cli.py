@@ -2,7 +2,7 @@
 
 It reads PostgreSQL, so it works while the stack runs and after it has stopped. The risk state
 comes from the running risk service (Redis key ``tw:risk:state``) when Redis is reachable, and
-from the halts and resumes recorded in ``risk_events`` always.
+from the durable halt set (PostgreSQL's ``halts``, see shared.halts) always.
 """
 
 from __future__ import annotations
@@ -126,9 +126,10 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills"
     )
     by_status = {r["status"]: r["n"] for r in await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY 1")}
-    switches = await conn.fetch(  # the latest halt/resume per venue (exchange NULL: every venue)
-        "SELECT DISTINCT ON (exchange) kind, ts, exchange, detail::text AS detail FROM risk_events"
-        " WHERE kind IN ('halt', 'resume', 'drawdown_halt') ORDER BY exchange, ts DESC",
+    active = await conn.fetch("SELECT id, cause, exchange, reason, issued_by, ts FROM halts ORDER BY id")
+    last = await conn.fetchrow(
+        "SELECT kind, ts, exchange, detail::text AS detail FROM risk_events"
+        " WHERE kind IN ('halt', 'resume', 'drawdown_halt', 'drawdown_reset') ORDER BY ts DESC LIMIT 1",
     )
     recent = await conn.fetchval("SELECT count(*) FROM risk_events WHERE ts > now() - interval '1 hour'")
     policy = await _rows(
@@ -147,25 +148,25 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "orders": counts["orders"],
         "fills": counts["fills"],
         "orders_by_status": by_status,
-        "risk": {**halt_state(switches), "events_last_hour": recent},
+        "risk": {**halt_state(active, last), "events_last_hour": recent},
         "policy": policy[0] if policy else None,
     }
 
 
-def halt_state(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Halt state from the latest switch per venue: a resume of every venue also lifts venue halts."""
-    switches = [{**r, "detail": json.loads(r["detail"] or "{}")} for r in rows]
-    every = next((s for s in switches if s["exchange"] is None), None)
-    venues = {
-        s["exchange"]: s["detail"].get("reason") or s["kind"]
-        for s in switches
-        if s["exchange"] is not None and s["kind"] != "resume" and (every is None or s["ts"] > every["ts"])
-    }
-    last = max(switches, key=lambda s: s["ts"]) if switches else None
+def halt_state(active: Sequence[Mapping[str, Any]], last: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Halt state from the durable halt set (shared.halts), and the latest switch for context."""
+    every = [h["reason"] for h in active if h["exchange"] is None]
+    venues: dict[str, str] = {}
+    for h in active:
+        if h["exchange"] is not None:
+            venues[h["exchange"]] = "; ".join(filter(None, (venues.get(h["exchange"]), h["reason"])))
+    switch = {**last, "detail": json.loads(last["detail"] or "{}")} if last else None
     return {
-        "halted": every is not None and every["kind"] != "resume",
+        "halted": bool(every),
+        "halted_reason": "; ".join(every),
         "halted_venues": venues,
-        "last_switch": {k: _plain(v) for k, v in last.items()} if last else None,
+        "halts": [{k: _plain(v) for k, v in h.items()} for h in active],
+        "last_switch": {k: _plain(v) for k, v in switch.items()} if switch else None,
     }
 
 

@@ -38,7 +38,7 @@ class VenueOrder:
 @dataclass(frozen=True, slots=True)
 class VenueBalance:
     exchange: str
-    wallet: str  # spot | cross | isolated:BASE/QUOTE
+    wallet: str  # spot | cross | isolated:BASE/QUOTE | futures
     asset: str
     free: Decimal
     locked: Decimal
@@ -60,8 +60,18 @@ class Gateway(Protocol):
 
     def drain_ledger(self) -> list[LedgerEntry]: ...
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool:
-        """Whether the venue has ever received this order (reconciliation after a crash)."""
+    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
+        """Whether the venue has ever received this order (reconciliation after a crash): True, False
+        only when it certainly never will, None when that cannot be known now (never resend then)."""
+        ...
+
+    def track(self, intent: OrderIntent) -> None:
+        """Report an order whose outcome ``knows`` could not tell as ``unknown`` and keep looking it up;
+        what became of it arrives through ``poll``."""
+        ...
+
+    async def audit(self) -> dict[str, list[str]]:
+        """Compare the venues' balances and open orders with what our reports say: venue -> differences."""
         ...
 
     async def open_orders(self) -> list[VenueOrder]: ...
@@ -105,8 +115,14 @@ class PaperGateway:
         new, self._ledger_cursor = ledger[self._ledger_cursor :], len(ledger)
         return new
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool:
+    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
         return client_order_id in self.exchange.orders
+
+    def track(self, intent: OrderIntent) -> None:
+        raise AssertionError("the paper venue always knows its orders")
+
+    async def audit(self) -> dict[str, list[str]]:
+        return {}  # the simulated venue is the record itself
 
     async def open_orders(self) -> list[VenueOrder]:
         return [

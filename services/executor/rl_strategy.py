@@ -7,6 +7,11 @@ asks the RLModule for the target position and sends market orders that move the 
 there when the policy changes its target. A position of 1.0 is `rl_notional` of quote at the
 bar the position is taken; spot only unless `rl_allow_short`.
 
+A policy is data: only its weights-only `actor.npz` is loaded (numpy, `allow_pickle=False`), only
+from under the policy directory (`executor.policy_dir`, default `trainer.policy_dir`), and only when
+its bytes hash to the sha256 the registry recorded at promotion (`<dir>#sha256=<hex>`, as
+`PolicyUpdate.checkpoint_uri` and `latest_promoted` give it); anything else is refused and logged.
+
 A new policy (a `PolicyUpdate`, or the latest promoted row at start) loads off the event loop and
 then replaces the active one in a single assignment: ticks that arrive while it loads keep going
 to the old policy, so none is dropped and no bar is built twice.
@@ -28,6 +33,7 @@ from shared.rl.env_config import observe
 from shared.rl.features import WARMUP, compute_features
 from shared.rl.live_bars import LiveBars
 from shared.rl.policy import CheckpointPolicy, PolicyError
+from shared.rl.weights import load_weights_policy, with_sha
 from shared.schemas import OrderIntent, Trade
 from shared.schemas.messages import MarginMode, Side
 from shared.sections.executor import ExecutorSettings
@@ -100,13 +106,14 @@ class RLStrategy:
         settings: ExecutorSettings,
         run_id: str,
         free_balance: Callable[[str, str], float] | None = None,
-        loader: Loader = CheckpointPolicy.load,
+        loader: Loader | None = None,
         bar_clock: str | None = None,
     ) -> None:
         self.cfg = settings
         self.run_id = run_id
         self.free_balance = free_balance  # (venue, asset) -> free amount; None: not checked here
-        self.loader = loader
+        root = settings.policy_dir or "var/policies"
+        self.loader = loader or (lambda uri: load_weights_policy(uri, root, require_sha=True))
         self.bar_clock = bar_clock  # overrides the policy's clock (receive time for looped replays)
         self.active: ActivePolicy | None = None
         self.bars: LiveBars | None = None
@@ -229,9 +236,14 @@ async def held_by_strategy(db: Any, strategy: str = RLStrategy.name) -> dict[tup
 
 
 async def latest_promoted(db: Any) -> dict[str, Any] | None:
-    """The most recently promoted policy row (id, algo, exchange, symbol, checkpoint_uri), or None."""
+    """The most recently promoted policy row (id, algo, exchange, symbol, checkpoint_uri), or None;
+    its checkpoint_uri carries the weights' recorded sha256 (`<dir>#sha256=<hex>`) for the loader."""
     rows = await db.fetch(
-        "SELECT id, algo, exchange, symbol, checkpoint_uri FROM policies"
+        "SELECT id, algo, exchange, symbol, checkpoint_uri, weights_sha256 FROM policies"
         " WHERE promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1"
     )
-    return dict(rows[0]) if rows else None
+    if not rows:
+        return None
+    row = dict(rows[0])
+    row["checkpoint_uri"] = with_sha(row["checkpoint_uri"], row.pop("weights_sha256"))
+    return row

@@ -31,6 +31,7 @@ from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalanc
 from services.executor.rl_strategy import RLStrategy, held_by_strategy, latest_promoted
 from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategy import MomentumStrategy
+from shared import halts, pretrade
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
@@ -163,16 +164,34 @@ class Executor:
             exchange.restore_order(order.intent, order.venue_order_id, order.filled, cost, now)
         log.info("restored %d balances and the open orders of the paper venue", len(stored))
 
+    async def restore_halts(self) -> None:
+        """Load the halts in force (shared.halts) into the guard before anything can place an order:
+        a halt issued while this process was down, or before it crashed, still holds."""
+        self.guard.halts = await halts.load(self.redis, self.store.db)
+        if len(self.guard.halts):
+            log.warning("executor starts halted: %s", [f"{h.id} ({h.reason})" for h in self.guard.halts])
+
     async def seed_guard(self) -> None:
-        """Tell the pre-trade guard what the venue holds before the first intent: balances, positions, orders."""
+        """Tell the pre-trade guard what the venue holds before the first intent: balances, positions, orders.
+
+        A live venue's balances (every wallet) and positions are stored too: the risk service starts from them.
+        """
         now = time.time_ns()
-        self._guard_balances(await self.gateway.balances())
+        balances = await self.gateway.balances()
+        self._guard_balances(balances)
+        if not isinstance(self.gateway, PaperGateway):
+            await self.store.record([], [], balances, self.gateway.positions())
         held: dict[tuple[str, str], float] = {}
+        margin: dict[tuple[str, str], float] = {}  # a margin short's buy-back must be seen to reduce it
         for pos in self.gateway.positions():  # spot and margin positions net per base asset
             key = (pos.venue, split_symbol(pos.symbol)[0])
             held[key] = held.get(key, 0.0) + float(pos.amount)
+            if pos.margin_mode != "spot":
+                margin[key] = margin.get(key, 0.0) + float(pos.amount)
         for (venue, asset), amount in held.items():
             self.guard.set_position(venue, asset, amount)
+        for (venue, asset), amount in margin.items():
+            self.guard.set_margin_position(venue, asset, amount)
         for o in await self.gateway.open_orders():
             self.guard.on_order_event(OrderEvent(o.client_order_id, o.exchange, o.symbol, o.side, "accepted", now))  # type: ignore[arg-type]
 
@@ -201,7 +220,7 @@ class Executor:
             self.guard.on_order_event(e)
             reduce_only = e.client_order_id in self._reduce_only
             self._reduce_only.discard(e.client_order_id)
-            halted = self.guard.halted or self.guard.venue(e.exchange).halted
+            halted = self.guard.halted or self.guard.venue_halted(e.exchange)
             if e.status in ("accepted", "partially_filled") and halted and not reduce_only:
                 late.append(
                     OrderIntent(e.client_order_id, e.exchange, e.symbol, e.side, "limit", 0.0, e.ts, cancel=True)
@@ -221,10 +240,24 @@ class Executor:
         resent = []
         for order in pending:
             i = order.intent
-            if await self.gateway.knows(i.client_order_id, i.exchange, i.symbol):
+            known = await self.gateway.knows(i.client_order_id, i.exchange, i.symbol)
+            if known is None:  # the venue could not say: look it up until it does, never resend blindly
+                self.gateway.track(i)
+                continue
+            if known:
+                continue
+            halted = "" if i.reduce_only else self.guard.halted or self.guard.venue_halted(i.exchange)
+            if halted:  # a halt that came while this order was in limbo: it is never sent
+                reason = pretrade.HALTED if self.guard.halted else pretrade.VENUE_HALTED
+                event = OrderEvent(
+                    i.client_order_id, i.exchange, i.symbol, i.side, "rejected", time.time_ns(), reason=reason
+                )
+                await self.store.record([(event, 0)], [], [], [])
                 continue
             await self.gateway.submit(i)
             resent.append(i.client_order_id)
+        for order in await self.store.orders_in(("unknown",)):  # an earlier run was still looking these up
+            self.gateway.track(order.intent)
         if resent:
             log.info("reconciled: resubmitted %d orders the venue never received", len(resent))
         return len(resent)
@@ -242,6 +275,7 @@ class Executor:
     # ---- the loops -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        await self.restore_halts()
         await self.restore()
         await self.seed_guard()
         md = self._market_data_consumer()
@@ -454,10 +488,18 @@ class Executor:
         retried = [cid for cid, ok in won.items() if not ok]
         if retried:
             stored = await self.store.existing(retried)
+            unknown = []
             for cid in retried:
+                if cid in stored:
+                    continue
                 i = intents[cid]
-                if cid not in stored and not await self.gateway.knows(cid, i.exchange, i.symbol):
+                known = await self.gateway.knows(cid, i.exchange, i.symbol)
+                if known is None:  # never resend a claimed id blindly: find out what became of it
+                    self.gateway.track(i)
+                    unknown.append(i)
+                elif not known:
                     won[cid] = True
+            await self.store.save_orders(unknown)
         return [cid for cid, ok in won.items() if ok]
 
     async def _on_control(self, deliveries: list[Delivery]) -> None:
@@ -476,12 +518,19 @@ class Executor:
 
     async def _reports_loop(self) -> None:
         idle = 0.005 if isinstance(self.gateway, PaperGateway) else 1.0
+        next_audit = time.monotonic() + self.cfg.reconcile_interval_s
         while not self._stopping.is_set():
             try:
                 await self._flush_reports()
             except Exception:  # a storage outage must not kill the loop; reports stay queued in the venue
                 log.exception("storing order reports failed; retrying")
                 await asyncio.sleep(1.0)
+            if time.monotonic() >= next_audit:
+                next_audit = time.monotonic() + self.cfg.reconcile_interval_s
+                try:
+                    await self._audit()
+                except Exception:  # the venue may be unreachable: the next round tries again
+                    log.exception("reconciling against the venues failed")
             delay = idle
             dues = [self._next_delivery]
             if isinstance(self.gateway, PaperGateway):
@@ -496,16 +545,25 @@ class Executor:
     async def _flush_reports(self) -> None:
         # poll, drain_ledger and balances must describe one state: no await may suspend between them
         # (the paper gateway's never do), so the stored balances always equal the stored ledger.
+        # What poll and drain_ledger handed over is queued before any other await: if the balances
+        # cannot be read (a venue outage), the reports and ledger entries are stored without them.
         reports = await self.gateway.poll()
         ledger = self.gateway.drain_ledger()
+        if reports or ledger:
+            self._unstored.append((reports, ledger, []))
         late_cancels = self._guard_reports(reports)
-        if reports or ledger or self._unstored:
+        if self._unstored:
             touched = {(x.venue, x.wallet, x.asset) for x in ledger}
             for e, _ in reports:  # locks move without a ledger entry: store the order's assets too
                 touched |= {(e.exchange, w, a) for w, a in self._wallet_assets(e)}
-            balances = [b for b in await self.gateway.balances() if (b.exchange, b.wallet, b.asset) in touched]
+            try:
+                fresh = await self.gateway.balances()
+            except Exception:
+                log.exception("reading balances failed; storing the reports without them")
+                fresh = []
+            balances = [b for b in fresh if (b.exchange, b.wallet, b.asset) in touched]
             self._guard_balances(balances)
-            self._unstored.append((reports, ledger, balances))
+            self._unstored.append(([], [], balances))
             all_reports = [r for batch in self._unstored for r in batch[0]]
             all_ledger = [x for batch in self._unstored for x in batch[1]]
             latest = {(b.exchange, b.wallet, b.asset): b for batch in self._unstored for b in batch[2]}
@@ -518,9 +576,31 @@ class Executor:
             await self._publish_notices()
         await self._send_cancels(late_cancels)
 
+    async def _audit(self) -> None:
+        """Halt every venue whose balances or open orders differ from what our reports say, naming the
+        difference (a RiskEvent ``reconcile_mismatch`` and a RiskControl halt issued by the executor)."""
+        now = time.time_ns()
+        for venue, diffs in (await self.gateway.audit()).items():
+            what = "; ".join(diffs)
+            log.error("reconciliation mismatch on %s: %s", venue, what)
+            detail: dict[str, float | int | str | bool | None] = {"differences": what, "count": len(diffs)}
+            await self.bus.publish(
+                streams.RISK_EVENTS, [RiskEvent("reconcile_mismatch", now, "critical", venue, detail=detail)]
+            )
+            halt = RiskControl(
+                "halt",
+                now,
+                reason=f"reconcile mismatch: {what}",
+                exchange=venue,
+                issued_by="executor",
+                cause="reconcile",
+            )
+            await self._send_cancels(self.guard.on_control(halt, now))  # in force here before anything else
+            await halts.send(self.redis, [halt], maxlen=self.settings.bus.maxlen, db=self.store.db)  # durable
+
     def _wallet_assets(self, e: OrderEvent) -> list[tuple[str, str]]:
         base, _, quote = e.symbol.partition("/")
-        wallets = ["spot", "cross", f"isolated:{e.symbol}"]
+        wallets = ["spot", "cross", f"isolated:{e.symbol}", "futures"]
         return [(w, a) for w in wallets for a in (base, quote)]
 
     async def _publish_notices(self) -> None:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -36,31 +37,41 @@ def _redis_url(settings: Settings) -> str:
     return url
 
 
-async def send_control(settings: Settings, redis_url: str, database_url: str | None, control: RiskControl) -> None:
-    """Publish ``control`` on risk:control and record it as a risk event (stream, and table if reachable)."""
+async def send_control(
+    settings: Settings, redis_url: str, database_url: str | None, control: RiskControl
+) -> list[dict[str, Any]]:
+    """Publish ``control`` on risk:control with its change to the durable halts, record it as a risk
+    event (stream, and table if reachable); return the halts in force afterwards."""
     from services.risk.record import Recorder
+    from shared import halts
     from shared.bus import RedisBus, connect_redis
     from shared.storage import Database
 
     event = RiskEvent(
         control.action,
         control.ts,
-        "critical" if control.action == "halt" else "info",
+        "critical" if control.action == "halt" else ("warning" if control.force else "info"),
         control.exchange,
         None,
-        {"reason": control.reason, "issued_by": control.issued_by},
+        {"reason": control.reason, "issued_by": control.issued_by, "cause": control.cause, "force": control.force},
     )
     redis = connect_redis(redis_url)
     db = await Database.connect(database_url, settings.storage) if database_url else None
     try:
+        if db is not None:
+            await db.migrate()
         await Recorder(RedisBus(redis, settings.bus), db).emit([event], [control])
+        return halts.describe(await halts.load(redis, db))
     finally:
         if db is not None:
             await db.close()
         await redis.aclose()
 
 
-def _kill_switch(action: str, reason: str, exchange: str | None) -> None:
+def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = False) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from shared.halts import FORCED, HUMAN
     from shared.stack import running_url
 
     settings = _settings()
@@ -71,28 +82,45 @@ def _kill_switch(action: str, reason: str, exchange: str | None) -> None:
         reason=reason,
         exchange=exchange,
         issued_by=f"cli:{getpass.getuser()}@{socket.gethostname()}",
+        cause=HUMAN,
+        force=force,
     )
     try:
-        asyncio.run(send_control(settings, url, running_url(settings, "database"), control))
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
-    click.echo(json.dumps({"action": action, "exchange": exchange, "reason": reason, "ts": control.ts}))
+        remaining = asyncio.run(send_control(settings, url, running_url(settings, "database"), control))
+    except (OSError, RedisConnectionError) as exc:
+        where = urlsplit(url).netloc.rpartition("@")[2] or url  # never the password
+        raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from None
+    out = {"action": action, "exchange": exchange, "reason": reason, "force": force, "ts": control.ts}
+    click.echo(json.dumps({**out, "halts": remaining}))
+    if action == "resume":
+        for h in remaining:
+            if exchange is None or h["exchange"] in (None, exchange):
+                how = "needs --force --reason TEXT" if h["cause"] in FORCED else "lifts when its cause is gone"
+                click.echo(f"still halted: {h['id']} ({h['reason']}); {how}", err=True)
 
 
 @click.command()
 @click.option("--reason", default="manual halt", show_default=True, help="why; recorded with the event")
 @click.option("--exchange", default=None, metavar="EX", help="halt only this venue (default: every venue)")
 def halt(reason: str, exchange: str | None) -> None:
-    """Kill switch: stop new orders now (every venue, or one) and cancel resting ones; prints JSON."""
+    """Kill switch: stop new orders now (every venue, or one) and cancel resting ones; prints JSON.
+
+    The halt is durable: executors and the risk service restarted later start halted."""
     _kill_switch("halt", reason, exchange)
 
 
 @click.command()
-@click.option("--reason", default="manual resume", show_default=True)
+@click.option("--reason", default=None, help="why; recorded with the event (required with --force)")
 @click.option("--exchange", default=None, metavar="EX", help="resume only this venue (default: every venue)")
-def resume(reason: str, exchange: str | None) -> None:
-    """Lift a halt (every venue, or one); prints JSON."""
-    _kill_switch("resume", reason, exchange)
+@click.option("--force", is_flag=True, help="also lift a drawdown or reconciliation halt: you accept the loss")
+def resume(reason: str | None, exchange: str | None, force: bool) -> None:
+    """Lift human halts (every venue, or one); prints JSON with the halts still in force.
+
+    A drawdown halt is lifted only with --force --reason TEXT; a halt for a broken feed only when the
+    feed recovers."""
+    if force and not reason:
+        raise click.UsageError("--force needs --reason TEXT: why the halt may be lifted is recorded")
+    _kill_switch("resume", reason or "manual resume", exchange, force)
 
 
 @click.group(invoke_without_command=True)

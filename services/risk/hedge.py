@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.risk.crash import CrashDetector, Market, Transition
+from shared.ids import client_order_id
 from shared.pretrade import split_symbol
 from shared.schemas import OrderEvent, OrderIntent, RiskControl, RiskEvent
 from shared.sections.risk import HedgeSettings
@@ -209,7 +210,7 @@ class Hedger:
         cancel: str = "",
     ) -> OrderIntent:
         return OrderIntent(
-            client_order_id=cancel or f"{self.name}-{now}-{next(self._ids)}",
+            client_order_id=cancel or client_order_id(self.name, now, seq=next(self._ids)),
             exchange=venue,
             symbol=symbol,
             side=side,  # type: ignore[arg-type]

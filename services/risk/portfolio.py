@@ -35,6 +35,7 @@ class Portfolio:
     order_modes: dict[str, OrderIntent] = field(default_factory=dict)  # client order id -> margin intent
     resting: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> (venue, symbol, side)
     seen_fills: set[str] = field(default_factory=set)
+    derivatives: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (venue, sym) -> qty, entry
     peak_total: float = 0.0
     peak_day: float = 0.0
     day: int = -1
@@ -145,6 +146,12 @@ class Portfolio:
             value += acc.quote
             for asset, debt in acc.debt.items():
                 value -= debt * (self.mark(asset) or 0.0)
+        for (v, symbol), (qty, entry) in self.derivatives.items():
+            mark = self.mark(symbol.partition("/")[0])
+            if v == venue and mark is not None:
+                value += (mark - entry) * qty
+            elif v == venue:
+                unpriced.append(symbol)
         return value, unpriced
 
     def exposure(self, venue: str) -> tuple[float, float]:
@@ -154,6 +161,10 @@ class Portfolio:
         acc = self.margin.get(venue)
         for asset, debt in acc.debt.items() if acc else []:
             positions[asset] = positions.get(asset, 0.0) - debt
+        for (v, symbol), (qty, _) in self.derivatives.items():
+            if v == venue:
+                base = symbol.partition("/")[0]
+                positions[base] = positions.get(base, 0.0) + qty
         for asset, amount in positions.items():
             mark = self.mark(asset)
             if asset in USD_LIKE or mark is None:
@@ -163,7 +174,8 @@ class Portfolio:
         return gross, net
 
     def equity(self) -> float:
-        return sum(self.venue_equity(v)[0] for v in set(self.balances) | set(self.margin))
+        venues = set(self.balances) | set(self.margin) | {v for v, _ in self.derivatives}
+        return sum(self.venue_equity(v)[0] for v in venues)
 
     def drawdowns(self, now_ns: int) -> tuple[float, float, float]:
         """(equity, intraday drawdown, total drawdown) as fractions of the day's and all-time peaks."""

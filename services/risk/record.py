@@ -1,4 +1,5 @@
-"""Where risk decisions go: ``risk:events`` and ``risk_events`` for events, ``risk:control`` for controls."""
+"""Where risk decisions go: ``risk:events`` and ``risk_events`` for events, ``risk:control`` for controls
+(halts and resumes also to the durable halt set, ``shared.halts``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 from collections.abc import Sequence
 
+from shared import halts
 from shared.bus import RedisBus
 from shared.schemas import RiskControl, RiskEvent, streams
 from shared.storage import Database
@@ -31,10 +33,9 @@ class Recorder:
         self.db = db
 
     async def emit(self, events: Sequence[RiskEvent] = (), controls: Sequence[RiskControl] = ()) -> None:
-        entries: list[tuple[str, RiskEvent | RiskControl]] = [(streams.RISK_CONTROL, c) for c in controls]
-        entries += [(streams.RISK_EVENTS, e) for e in events]
-        if entries:
-            await self.bus.publish_many(entries)
+        await halts.send(self.bus.redis, controls, maxlen=self.bus.settings.maxlen, db=self.db)
+        if events:
+            await self.bus.publish_many([(streams.RISK_EVENTS, e) for e in events])
         if events and self.db is not None:
             await store_events(self.db, events)
         for e in events:

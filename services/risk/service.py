@@ -23,8 +23,12 @@ from services.risk.crash import CrashDetector
 from services.risk.hedge import Actions, Hedger, margin_reduce_amount
 from services.risk.portfolio import Portfolio
 from services.risk.record import Recorder
+from services.risk.restore import NoLiveBalances, save_peaks, wait_for_portfolio
+from shared import halts
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import Settings
+from shared.halts import Halt, HaltSet
+from shared.ids import client_order_id
 from shared.runtime import on_stop, service_metrics
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Status, Trade, streams
 from shared.storage import Database
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 HALT_FEED_STATES = frozenset({"stale", "gap", "disconnected", "error"})
 RESUME_FEED_STATES = frozenset({"connected", "resynced"})
+FEED, STALE, DRAWDOWN = "feed", "stale", "drawdown"  # the causes of this service's own halts
 
 
 class RiskService:
@@ -47,10 +52,27 @@ class RiskService:
         self.detector = CrashDetector(self.risk.crash)
         self.hedger = Hedger(self.risk.hedge, self.detector, self.portfolio)
         self.last_data: dict[str, int] = {}  # venue -> wall-clock ns of its last message
-        self.venue_halts: dict[str, str] = {}  # venue -> why this service halted it
-        self.drawdown_halt = ""
-        self.human_halts: dict[str | None, str] = {}  # venue (None: all) -> reason of a `tradewind halt`
+        self.halts = HaltSet()  # every active halt, its own and humans' (durable: shared.halts)
+        self.unconfirmed_feeds: set[str] = set()  # feed halts restored at start: lifted by the next data
         self.margin_cooldown: dict[str, int] = {}
+
+    def use_portfolio(self, portfolio: Portfolio) -> None:
+        self.portfolio = portfolio
+        self.hedger.view = portfolio
+
+    def restore_halts(self, stored: HaltSet) -> None:
+        """Take over the halts stored before a restart. A feed halt's "resynced" may have been missed
+        meanwhile, so the next market data from that venue lifts it."""
+        self.halts = stored
+        self.unconfirmed_feeds = {h.exchange for h in stored.by_cause(FEED) if h.exchange}
+
+    def venue_halt(self, venue: str) -> Halt | None:
+        """This service's own halt of ``venue`` (feed or stale), if any."""
+        return next((h for h in self.halts if h.exchange == venue and h.cause in (FEED, STALE)), None)
+
+    @property
+    def drawdown_halt(self) -> str:
+        return "; ".join(h.reason for h in self.halts.by_cause(DRAWDOWN))
 
     # ---- market data --------------------------------------------------------------------------
 
@@ -64,7 +86,9 @@ class RiskService:
             if not isinstance(msg, (BookUpdate, Trade)):
                 continue
             self.last_data[msg.exchange] = now
-            if self.venue_halts.get(msg.exchange, "").startswith("stale"):
+            own = self.venue_halt(msg.exchange)
+            if own is not None and (own.cause == STALE or msg.exchange in self.unconfirmed_feeds):
+                self.unconfirmed_feeds.discard(msg.exchange)
                 out.extend(self._resume_venue(msg.exchange, now, "market data flowing again"))
             t = self.detector.on_book(msg) if isinstance(msg, BookUpdate) else self.detector.on_trade(msg)
             m = self.detector.market(msg.exchange, msg.symbol)
@@ -76,24 +100,31 @@ class RiskService:
         return out
 
     def _on_status(self, status: Status, now: int) -> Actions:
-        if status.state in HALT_FEED_STATES and status.exchange not in self.venue_halts:
-            return self._halt_venue(status.exchange, now, f"feed {status.state}", status.detail)
-        if status.state in RESUME_FEED_STATES and self.venue_halts.get(status.exchange, "").startswith("feed"):
+        own = self.venue_halt(status.exchange)
+        if status.state in HALT_FEED_STATES and own is None:
+            return self._halt_venue(status.exchange, now, FEED, f"feed {status.state}", status.detail)
+        if status.state in RESUME_FEED_STATES and own is not None and own.cause == FEED:
             return self._resume_venue(status.exchange, now, f"feed {status.state}")
         return Actions()
 
-    def _halt_venue(self, venue: str, now: int, reason: str, detail: str = "") -> Actions:
-        self.venue_halts[venue] = reason
+    def _halt_venue(self, venue: str, now: int, cause: str, reason: str, detail: str = "") -> Actions:
+        control = RiskControl("halt", now, reason=reason, exchange=venue, issued_by="risk", cause=cause)
+        self.halts.apply(control)
         return Actions(
-            controls=[RiskControl("halt", now, reason=reason, exchange=venue, issued_by="risk")],
-            events=[RiskEvent("halt", now, "warning", venue, None, {"reason": reason, "detail": detail})],
+            controls=[control],
+            events=[
+                RiskEvent("halt", now, "warning", venue, None, {"reason": reason, "detail": detail, "cause": cause})
+            ],
         )
 
     def _resume_venue(self, venue: str, now: int, why: str) -> Actions:
-        reason = self.venue_halts.pop(venue)
+        own = self.venue_halt(venue)
+        assert own is not None
+        control = RiskControl("resume", now, reason=why, exchange=venue, issued_by="risk", cause=own.cause)
+        self.halts.apply(control)
         return Actions(
-            controls=[RiskControl("resume", now, reason=why, exchange=venue, issued_by="risk")],
-            events=[RiskEvent("resume", now, "info", venue, None, {"reason": why, "halted_for": reason})],
+            controls=[control],
+            events=[RiskEvent("resume", now, "info", venue, None, {"reason": why, "halted_for": own.reason})],
         )
 
     # ---- orders -------------------------------------------------------------------------------
@@ -109,47 +140,49 @@ class RiskService:
     # ---- humans' halts and resumes (risk:control) --------------------------------------------------
 
     def on_control(self, messages: list[Any]) -> Actions:
-        """Follow `tradewind halt` / `resume`. A global resume after a drawdown halt is a human
-        accepting the loss: the drawdown peaks restart from today's equity, or the next tick would
-        halt again at once."""
+        """Follow others' halts and resumes (humans', the executor's). A forced resume that lifts a
+        drawdown halt is a human accepting the loss: the drawdown peaks restart from today's equity,
+        or the next tick would halt again at once. A plain resume leaves this service's halts alone."""
         out = Actions()
         for msg in messages:
             if not isinstance(msg, RiskControl) or msg.issued_by == "risk":
                 continue
-            if msg.action == "halt":
-                self.human_halts[msg.exchange] = msg.reason or "halted"
-            elif msg.action == "resume" and msg.exchange is not None:
-                self.human_halts.pop(msg.exchange, None)
-            elif msg.action == "resume":
-                self.human_halts.clear()
-                if self.drawdown_halt:
-                    out.events.append(self._reset_drawdown(msg))
+            drawdown = self.drawdown_halt
+            change = self.halts.apply(msg)
+            if drawdown and any(i.startswith(f"{DRAWDOWN}:") for i in change.removed):
+                out.events.append(self._reset_drawdown(msg, drawdown))
         return out
 
-    def _reset_drawdown(self, resume: RiskControl) -> RiskEvent:
+    def _reset_drawdown(self, resume: RiskControl, cleared: str) -> RiskEvent:
         now = self.clock()
         equity = self.portfolio.equity()
         self.portfolio.peak_day = self.portfolio.peak_total = equity
-        cleared, self.drawdown_halt = self.drawdown_halt, ""
         detail = {"cleared": cleared, "equity": equity, "by": resume.issued_by, "reason": resume.reason}
         return RiskEvent("drawdown_reset", now, "warning", detail=detail)  # type: ignore[arg-type]
 
     # ---- the periodic checks ---------------------------------------------------------------------
 
     def tick(self) -> Actions:
-        """Heartbeat, stale feeds, drawdown, margin levels."""
+        """Heartbeat with this service's active halts re-asserted, stale feeds, drawdown, margin levels."""
         now = self.clock()
         out = Actions(controls=[RiskControl("heartbeat", now, issued_by="risk")])
+        out.controls += [  # re-asserted: an executor that missed a halt, or lost it, has it again now
+            RiskControl("halt", h.ts, reason=h.reason, exchange=h.exchange, issued_by="risk", cause=h.cause)
+            for h in self.halts
+            if h.cause in (FEED, STALE, DRAWDOWN)
+        ]
         stale_ns = int(self.risk.stale_after_s * NS)
         for venue, last in self.last_data.items():
-            if now - last > stale_ns and venue not in self.venue_halts:
-                out.extend(self._halt_venue(venue, now, "stale market data", f"silent {(now - last) / NS:.1f}s"))
+            if now - last > stale_ns and self.venue_halt(venue) is None:
+                silent = f"silent {(now - last) / NS:.1f}s"
+                out.extend(self._halt_venue(venue, now, STALE, "stale market data", silent))
         equity, intraday, total = self.portfolio.drawdowns(now)
         if not self.drawdown_halt and (intraday >= self.risk.drawdown_intraday or total >= self.risk.drawdown_total):
             which = "intraday" if intraday >= self.risk.drawdown_intraday else "total"
-            self.drawdown_halt = f"{which} drawdown"
+            control = RiskControl("halt", now, reason=f"{which} drawdown", issued_by="risk", cause=DRAWDOWN)
+            self.halts.apply(control)
             detail = {"equity": equity, "intraday": intraday, "total": total}
-            out.controls.append(RiskControl("halt", now, reason=self.drawdown_halt, issued_by="risk"))
+            out.controls.append(control)
             out.events.append(RiskEvent("drawdown_halt", now, "critical", detail=detail))  # type: ignore[arg-type]
         for venue in self.portfolio.margin_venues():
             out.extend(self._margin_safety(venue, now))
@@ -172,7 +205,7 @@ class RiskService:
             if qty > 0:
                 out.intents.append(
                     OrderIntent(
-                        f"risk-margin-{venue}-{now}",
+                        client_order_id("rm", now, key=venue),
                         venue,
                         market.symbol,
                         "buy",
@@ -192,10 +225,8 @@ class RiskService:
         now = self.clock()
         equity, intraday, total = self.portfolio.drawdowns(now)
         venues = {}
-        human_venues = {v for v in self.human_halts if v is not None}
-        for venue in sorted(
-            {*self.portfolio.balances, *self.portfolio.margin, *self.last_data, *self.venue_halts, *human_venues}
-        ):
+        halted_venues = {h.exchange for h in self.halts if h.exchange is not None}
+        for venue in sorted({*self.portfolio.balances, *self.portfolio.margin, *self.last_data, *halted_venues}):
             gross, net = self.portfolio.exposure(venue)
             value, unpriced = self.portfolio.venue_equity(venue)
             venues[venue] = {
@@ -205,13 +236,14 @@ class RiskService:
                 "realized_pnl": self.portfolio.realized.get(venue, 0.0),
                 "unrealized_pnl": self.portfolio.unrealized(venue),
                 "margin_level": self.portfolio.margin_level(venue),
-                "halted": self.venue_halts.get(venue, "") or self.human_halts.get(venue, ""),
+                "halted": self.halts.reason(venue),
                 "data_age_s": (now - self.last_data[venue]) / NS if venue in self.last_data else None,
                 "unpriced": unpriced,
             }
         return {
             "ts": now,
-            "halted": self.drawdown_halt or self.human_halts.get(None, ""),
+            "halted": self.halts.reason(None),
+            "halts": halts.describe(self.halts),
             "equity": equity,
             "drawdown_intraday": intraday,
             "drawdown_total": total,
@@ -243,8 +275,20 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
     db = None
     if settings.database_url:
         db = await Database.connect(settings.database_url.get_secret_value(), settings.storage)
+        await db.migrate()
+    elif settings.mode == "live":
+        raise SystemExit("risk: refuses to run live without DATABASE_URL (it starts from the venues' stored balances)")
     recorder = Recorder(bus, db)
     service = RiskService(settings)
+    # Before the first decision: the halts in force, the holdings and the drawdown peaks as stored.
+    service.restore_halts(await halts.load(redis, db))
+    if db is not None:
+        try:
+            service.use_portfolio(await wait_for_portfolio(db, settings, settings.risk.live_balances_wait_s))
+        except NoLiveBalances as exc:
+            raise SystemExit(str(exc)) from None
+    if len(service.halts):
+        log.info("risk: restored halts %s", [h.id for h in service.halts])
     lock = asyncio.Lock()  # handlers and the ticker share the service state
 
     async def on_market(batch: list[Delivery]) -> None:
@@ -298,6 +342,8 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
                 state = service.state()
             await publish(bus, recorder, actions)
             await redis.set(streams.RISK_STATE, json.dumps(state))
+            if db is not None:
+                await save_peaks(db, service.portfolio)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), settings.risk.heartbeat_s)
         for c in consumers:

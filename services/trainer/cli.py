@@ -59,6 +59,12 @@ def _fail(message: str) -> None:
 @click.option(
     "--folds", type=int, default=0, help="walk-forward: retrain K times on an expanding window, judged on the next fold"
 )
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Ray cluster to train on (default: RAY_ADDRESS, else a local Ray started for this run)",
+)
 def train(
     algo: str,
     data_path: str,
@@ -70,15 +76,17 @@ def train(
     overrides: tuple[str, ...],
     bar_seconds: float,
     folds: int,
+    address: str | None,
 ) -> None:
     """Train a policy offline; write a checkpoint dir and print ONE JSON line of metrics.
 
     The data is split by time into train / validation / test ([split] in the config); the
-    metrics line reports validation and test results beside the baselines. With RAY_ADDRESS set,
-    training runs on that Ray cluster. Progress goes to stderr.
+    metrics line reports validation and test results beside the baselines, and where it ran
+    (`ray_address`, `ray_nodes`). Training starts its own local Ray unless --address or RAY_ADDRESS
+    names a cluster; one that does not answer within seconds is an error (exit 1). Progress goes
+    to stderr.
     """
-    from services.trainer.training import TrainingError, load_config
-    from services.trainer.training import train as run_training
+    from services.trainer.training import RayUnavailable, TrainingError, load_config, ray_session
     from shared.cli import settings_or_exit
 
     settings = settings_or_exit()
@@ -89,6 +97,31 @@ def train(
         _fail(str(exc))
     out = Path(out_dir or Path(settings.trainer.policy_dir) / f"{algo}-{Path(data_path).name.split('.')[0]}-s{seed}")
     gpus = settings.trainer.gpus if gpus is None else gpus
+    with contextlib.ExitStack() as stack:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                where = stack.enter_context(ray_session(address=address))
+        except RayUnavailable as exc:  # a runtime failure, not bad input
+            click.echo(f"tradewind train: {exc}", err=True)
+            sys.exit(1)
+        _train(algo, data_path, bars, out, timesteps, seed, gpus, config, folds, where)
+
+
+def _train(
+    algo: str,
+    data_path: str,
+    bars: Any,
+    out: Path,
+    timesteps: int,
+    seed: int,
+    gpus: float,
+    config: dict[str, Any],
+    folds: int,
+    where: dict[str, Any],
+) -> None:
+    from services.trainer.training import TrainingError
+    from services.trainer.training import train as run_training
+
     if folds > 0:
         from services.trainer.evaluation import public_report, walk_forward_train
 
@@ -97,7 +130,7 @@ def train(
                 summary = walk_forward_train(bars, algo, out, folds, timesteps, seed, gpus, config)
             except (TrainingError, DataError, ValueError) as exc:
                 _fail(str(exc))
-        click.echo(json.dumps(public_report(summary)))
+        click.echo(json.dumps({**public_report(summary), **where}))
         return
     with click.progressbar(length=timesteps, label=f"training {algo}", file=sys.stderr) as bar:
         shown = 0
@@ -122,7 +155,7 @@ def train(
                 )
         except (TrainingError, DataError, ValueError) as exc:
             _fail(str(exc))
-    click.echo(json.dumps(result.metrics))
+    click.echo(json.dumps({**result.metrics, **where}))
 
 
 @click.command()
@@ -132,7 +165,8 @@ def train(
     "policy_spec",
     required=True,
     metavar="CKPT|baseline:NAME",
-    help="a `tradewind train --out` directory, or baseline:buy_and_hold|flat|momentum",
+    help="a `tradewind train --out` directory under TRADEWIND_TRAINER__POLICY_DIR (its weights-only actor.npz "
+    "is loaded, never the pickled checkpoint), or baseline:buy_and_hold|flat|momentum",
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option(
@@ -173,7 +207,7 @@ def backtest(
     settings = settings_or_exit()
     try:
         bars = load_bars(data_path, bar_seconds)
-        policy = load_policy(policy_spec)
+        policy = load_policy(policy_spec, settings.trainer.policy_dir)
     except (DataError, PolicyError) as exc:
         _fail(str(exc))
     options = policy.feature_options if isinstance(policy, CheckpointPolicy) else {}
@@ -282,11 +316,11 @@ def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
     from shared.stack import running_url
     from shared.storage import Database
 
+    settings = settings_or_exit()
     try:
-        path, meta = read_checkpoint(checkpoint)
+        path, meta = read_checkpoint(checkpoint, settings.trainer.policy_dir)
     except (PolicyError, ValueError) as exc:
         _fail(str(exc))
-    settings = settings_or_exit()
     dsn, redis_url = running_url(settings, "database"), running_url(settings, "redis")
     if not dsn or not redis_url:
         _fail("policy promote: no DATABASE_URL/REDIS_URL set and no running `tradewind up` found")

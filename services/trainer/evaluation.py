@@ -23,6 +23,7 @@ from services.trainer.policy import BASELINES, Policy
 from shared.rl.env_config import EnvConfig
 from shared.rl.features import WARMUP, MarketData
 from shared.rl.policy import CheckpointPolicy
+from shared.rl.weights import WEIGHTS_FILE, file_sha256, load_weights_policy, with_sha
 
 if TYPE_CHECKING:
     from services.trainer.training import Split
@@ -106,8 +107,9 @@ def _window_metrics(result: BacktestResult, start: int, market: MarketData, wind
 
 
 def evaluate_split(checkpoint: str | Path, market: MarketData, split: Split) -> dict[str, Any]:
-    """Validation and test metrics of a freshly trained checkpoint beside the baselines."""
-    policy = CheckpointPolicy.load(checkpoint)
+    """Validation and test metrics of a freshly trained checkpoint beside the baselines, run from its
+    exported weights (what the executor and `tradewind backtest` will run)."""
+    policy = load_weights_policy(checkpoint, None)
     config = policy.env_config
     out: dict[str, Any] = {}
     for name, (a, b) in {
@@ -158,13 +160,13 @@ class PolicyRegistry:
         exchange: str | None = None,
         symbol: str | None = None,
     ) -> str:
-        """Insert one trial and return its id."""
+        """Insert one trial, with the sha256 of its weights-only actor file when it has one; return its id."""
         from shared.storage import ns_to_datetime
 
         policy_id = f"{algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         await self.db.execute(
             "INSERT INTO policies (id, algo, exchange, symbol, data_from, data_to, metrics, checkpoint_uri,"
-            " hyperparameters) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb)",
+            " hyperparameters, weights_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10)",
             policy_id,
             algo,
             exchange,
@@ -174,6 +176,7 @@ class PolicyRegistry:
             json.dumps(_plain(metrics)),
             checkpoint_uri,
             json.dumps(_plain(hyperparameters)),
+            weights_digest(checkpoint_uri),
         )
         return policy_id
 
@@ -210,11 +213,18 @@ class PolicyRegistry:
         exchange: str | None = None,
         symbol: str | None = None,
     ) -> None:
-        """Mark the trial promoted, then announce it (after the row is durable)."""
+        """Mark the trial promoted, then announce it (after the row is durable) as `<dir>#sha256=<hex>`:
+        the executor loads only weights that hash to what the registry recorded."""
         from shared.schemas import PolicyUpdate
         from shared.schemas.streams import POLICY_UPDATES
 
-        await self.db.execute("UPDATE policies SET promoted_at = now() WHERE id = $1", policy_id)
+        rows = await self.db.fetch(
+            "UPDATE policies SET promoted_at = now(), weights_sha256 = coalesce(weights_sha256, $2)"
+            " WHERE id = $1 RETURNING weights_sha256",
+            policy_id,
+            weights_digest(checkpoint_uri),
+        )
+        sha256 = rows[0]["weights_sha256"] if rows else None
         if self.bus is not None:
             numbers = {
                 k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
@@ -222,13 +232,19 @@ class PolicyRegistry:
             update = PolicyUpdate(
                 policy_id=policy_id,
                 algo=algo,
-                checkpoint_uri=checkpoint_uri,
+                checkpoint_uri=with_sha(checkpoint_uri, sha256),
                 ts=time.time_ns(),
                 exchange=exchange,
                 symbol=symbol,
                 metrics=numbers,
             )
             await self.bus.publish(POLICY_UPDATES, update)
+
+
+def weights_digest(checkpoint_uri: str) -> str | None:
+    """sha256 of the checkpoint's weights-only actor file, or None when it has none."""
+    file = Path(checkpoint_uri) / WEIGHTS_FILE
+    return file_sha256(file) if file.is_file() else None
 
 
 def _plain(value: Any) -> Any:
@@ -315,7 +331,7 @@ def walk_forward_train(
         fold_config = {**config, "split": split}
         out = Path(out_dir) / f"fold-{k}"
         train_fn(data, algo, out, timesteps=timesteps, seed=seed + k, gpus=gpus, config=fold_config)
-        policy = CheckpointPolicy.load(out)
+        policy = load_weights_policy(out, None)
         market = compute_features(data, **policy.feature_options)
         report = walk_forward(policy, market, policy.env_config, start=int(edges[k]), windows=1)
         fold_reports.append(report)

@@ -1,12 +1,13 @@
 """Policies that turn bars into positions: the rule-based baselines, and `load_policy` for the CLI.
 
-Trained checkpoints are `shared.rl.policy.CheckpointPolicy` (shared with the executor).
+Trained policies load from their weights-only `actor.npz` (`shared.rl.weights`, shared with the executor).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -14,7 +15,8 @@ from numpy.typing import NDArray
 
 from shared.rl.env_config import EnvConfig
 from shared.rl.features import MarketData
-from shared.rl.policy import CheckpointPolicy, PolicyError
+from shared.rl.policy import PolicyError
+from shared.rl.weights import load_weights_policy
 
 MOMENTUM_LOOKBACK = 60
 
@@ -62,11 +64,12 @@ BASELINES: dict[str, Baseline] = {
 }
 
 
-def load_policy(spec: str) -> Policy:
-    """`baseline:NAME` or a checkpoint directory."""
+def load_policy(spec: str, root: str | Path) -> Policy:
+    """`baseline:NAME`, or a checkpoint directory (or its `actor.npz`) under the policy directory
+    `root`: its weights-only actor, never the pickled RLModule (`#sha256=<hex>` is checked when given)."""
     if spec.startswith("baseline:"):
         name = spec.removeprefix("baseline:")
         if name not in BASELINES:
             raise PolicyError(f"--policy {spec}: unknown baseline; expected one of {', '.join(BASELINES)}")
         return BASELINES[name]
-    return CheckpointPolicy.load(spec)
+    return load_weights_policy(spec, root)

@@ -14,10 +14,12 @@ from typing import Any
 
 from services.trainer.evaluation import PolicyRegistry
 from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH, PolicyError
+from shared.rl.weights import load_weights_policy
 
 
-def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint's absolute path and `tradewind.json`, after checking it holds an RLModule."""
+def read_checkpoint(path: str | Path, root: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint's absolute path and `tradewind.json`, after checking it holds an RLModule and
+    its weights-only actor (what the executor will load), under the policy directory `root`."""
     path = Path(path).resolve()
     meta_path = path / META_FILE
     if not meta_path.is_file() or not path.joinpath(ALGORITHM_DIR, *MODULE_PATH).is_dir():
@@ -25,6 +27,7 @@ def read_checkpoint(path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"{path}: expected a directory written by `tradewind train --out` "
             f"(with {META_FILE} and {ALGORITHM_DIR}/{'/'.join(MODULE_PATH)})"
         )
+    load_weights_policy(path, root)  # refuses a path outside root and a missing or malformed actor.npz
     meta: dict[str, Any] = json.loads(meta_path.read_text())
     return path, meta
 

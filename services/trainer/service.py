@@ -31,7 +31,7 @@ from shared.config import Settings
 from shared.rl.bars import Bars
 from shared.rl.features import compute_features
 from shared.rl.live_bars import LiveBars
-from shared.rl.policy import CheckpointPolicy
+from shared.rl.weights import load_weights_policy
 from shared.runtime import on_stop
 from shared.schemas import Trade, streams
 from shared.sections.trainer import TrainerSettings
@@ -99,7 +99,7 @@ def train_and_evaluate(
                 init_from=parent,
                 bar_clock=cfg.bar_clock,
             )
-            policy = CheckpointPolicy.load(out)
+            policy = load_weights_policy(out, root)  # the exported weights: what the executor will trade
             report = walk_forward(policy, market, policy.env_config, start=split.train_end, windows=2)
         except (TrainingError, DataError, ValueError) as exc:
             log.warning("trainer: %s run%s failed: %s", cfg.algo, " (fine-tune)" if parent else "", exc)
@@ -114,11 +114,11 @@ def train_and_evaluate(
     champion_report = None
     if champion_dir is not None and champion_dir.is_dir():
         try:  # the champion itself, on the same held-out bars
-            current = CheckpointPolicy.load(champion_dir)
+            current = load_weights_policy(champion_dir, root)
             champion_report = public_report(
                 walk_forward(current, market, current.env_config, start=split.train_end, windows=2)
             )
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # PolicyError is a ValueError
             log.warning("trainer: champion %s cannot be evaluated: %s", champion_dir, exc)
     return trials, champion_report
 

@@ -2,7 +2,8 @@
 
 Configuration lives in `configs/<algo>.toml`; a user file and `--set section.key=value`
 override it. Ray is imported here only, so the env, the backtester and the executor's
-inference stay Ray-free. With `RAY_ADDRESS` set the run goes to that cluster.
+inference stay Ray-free. A run starts its own local Ray unless `RAY_ADDRESS` (or `--address`)
+names a cluster, which must answer within seconds.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import copy
 import json
 import logging
 import os
+import socket
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from shared.rl.costs import CostModel, FeeTier
 from shared.rl.env_config import EnvConfig, env_config_to_dict
 from shared.rl.features import MarketData, compute_features
 from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH
+from shared.rl.weights import export_weights
 
 ALGOS = ("dqn", "ppo", "appo")
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -114,19 +117,78 @@ class RLlibTradingEnv(TradingEnv):
         super().__init__(config["market"], config["env"])
 
 
+class RayUnavailable(TrainingError):
+    """The Ray cluster named by `--address` / `RAY_ADDRESS` does not answer."""
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+# HTTP/2 client preface and an empty SETTINGS frame: a Ray GCS (a gRPC server) answers with its own SETTINGS.
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x04
+
+
+def ray_address(address: str | None = None, environ: Mapping[str, str] = os.environ) -> tuple[str, str]:
+    """The Ray cluster a run uses, and which setting chose it: `address` (`--address`), else
+    `RAY_ADDRESS`, else "local" — a Ray started for this run. Never, by default, the cluster a
+    `ray start` last recorded in /tmp/ray/ray_current_cluster, which may be long gone."""
+    if address:
+        return address, "--address"
+    if environ.get("RAY_ADDRESS"):
+        return environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    return "local", "default"
+
+
+def check_ray_address(address: str, source: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail within `timeout`, naming the address, unless a gRPC server (a Ray GCS or Ray Client
+    server) answers there: Ray itself retries a dead GCS for minutes. "local" needs no check;
+    "auto" is left to Ray's discovery."""
+    if address in ("local", "auto"):
+        return
+    host_port = address.split("://", 1)[-1]
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RayUnavailable(f"{source}: expected host:port, ray://host:port or local, found {address!r}")
+    hint = "without --address and RAY_ADDRESS, training starts a local Ray"
+    deadline = time.monotonic() + timeout
+    head = b""
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            sock.sendall(_H2_HELLO)
+            while len(head) < 9:  # the server's first frame header
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except OSError as exc:
+        raise RayUnavailable(
+            f"Ray cluster at {host_port} ({source}) does not answer within {timeout:g} s ({exc}); {hint}"
+        ) from None
+    if len(head) < 9 or head[3] != _H2_SETTINGS:
+        raise RayUnavailable(
+            f"Ray cluster at {host_port} ({source}) does not answer as one: no gRPC handshake "
+            f"(first bytes {head[:9]!r}); {hint}"
+        )
+
+
 @contextmanager
-def ray_session(num_cpus: int | None = None) -> Iterator[None]:
-    """Start (or join, with RAY_ADDRESS) a quiet Ray session for one training run."""
+def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iterator[dict[str, Any]]:
+    """Start a quiet local Ray for one training run, or join the cluster at `address` / RAY_ADDRESS.
+
+    Yields where the run goes: `ray_address` (the cluster's GCS) and `ray_nodes` (alive nodes).
+    A session the caller already opened is used as it is.
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     import ray
 
     started = False
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or None
+        target, source = ray_address(address)
+        check_ray_address(target, source)
         ray.init(
-            address=address,
-            num_cpus=None if address else num_cpus,
+            address=target,
+            num_cpus=num_cpus if target == "local" else None,
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
@@ -134,7 +196,10 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         )
         started = True
     try:
-        yield
+        yield {
+            "ray_address": ray.get_runtime_context().gcs_address,
+            "ray_nodes": sum(1 for node in ray.nodes() if node.get("Alive")),
+        }
     finally:
         if started:  # a session the caller opened (several trainings, tests) stays up
             ray.shutdown()
@@ -268,6 +333,7 @@ def train(
     if selection is not None:
         meta["selection"] = selection.summary()
     (out / META_FILE).write_text(json.dumps(meta, indent=2))
+    meta["weights_sha256"] = export_weights(out)  # what the executor and backtest load: data, not a pickle
     runners = last.get("env_runners", {})
     metrics: dict[str, Any] = {
         "algo": algo,

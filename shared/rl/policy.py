@@ -87,7 +87,7 @@ class CheckpointPolicy:
         self.name = f"{meta['algo']}:{path.name}"
         self.env_config = env_config_from_dict(meta["env"])
         self.feature_options: dict[str, Any] = meta.get("features", {})
-        self.actor = numpy_actor(module)
+        self.actor = numpy_actor(module) if module is not None else None  # None: WeightsPolicy
 
     @classmethod
     def load(cls, path: str | Path, torch_threads: int | None = 1) -> CheckpointPolicy:

@@ -80,7 +80,9 @@ class Fill(msgspec.Struct, frozen=True, omit_defaults=True):
     liquidity: Literal["maker", "taker"] = "taker"
 
 
-OrderStatus = Literal["accepted", "rejected", "partially_filled", "filled", "cancelled"]
+# "unknown": the venue may or may not have the order (a timeout, a 5xx, a rate limit while placing);
+# the executor looks it up by client order id and reports what it finds, never resending it blindly.
+OrderStatus = Literal["accepted", "rejected", "partially_filled", "filled", "cancelled", "unknown"]
 
 
 class OrderEvent(Message, tag="order", frozen=True):
@@ -114,6 +116,10 @@ class RiskControl(Message, tag="control", frozen=True):
     exchange: str | None = None  # None: every venue
     limits: dict[str, float] = {}
     issued_by: str = ""
+    # Halts and resumes: which halt (shared.halts). "human" for `tradewind halt`; the risk service's
+    # "drawdown", "feed", "stale"; a human resume lifts a "drawdown" halt only with ``force``.
+    cause: str = ""
+    force: bool = False
 
 
 class PolicyUpdate(Message, tag="policy", frozen=True):

@@ -13,6 +13,7 @@ POLICY_UPDATES = "policy:updates"
 
 DEAD_LETTER_PREFIX = "dlq:"
 RISK_STATE = "tw:risk:state"  # string: the risk service's latest state as JSON (`tradewind status`)
+HALTS = "tw:halts"  # hash: halt id -> the active halt (shared.halts), written with its risk:control entry
 STATS_KEY = "tw:stats"  # hash: "<stream>:entries" / "<stream>:msgs" written by shared.bus publishers
 
 

@@ -84,6 +84,33 @@ class CcxtVenue(Section):
     withdraw_allowlist: dict[str, list[str]] = Field(
         default_factory=dict, description="asset → addresses withdrawals may go to; anything else is refused"
     )
+    testnet: bool = Field(
+        False, description="trade on the venue's test network (ccxt set_sandbox_mode), before any URL override"
+    )
+    market_types: list[str] = Field(
+        default_factory=lambda: ["spot", "linear"], description="ccxt market types to load: spot, linear (USD-M)"
+    )
+    margin: bool = Field(True, description="load margin markets and the cross/isolated margin wallets")
+    timeout_ms: int = Field(10_000, gt=0, description="ccxt's per-request timeout")
+    receive_window_ms: int = Field(
+        5_000,
+        gt=0,
+        description="the venue's receive window (Binance recvWindow): a request older than this is refused, "
+        "so an order not found after it has passed was never placed",
+    )
+    not_found_lookups: int = Field(
+        3,
+        ge=1,
+        description="'not found' answers (after the receive window) before an unknown order counts as never placed",
+    )
+    clock_skew_ms: int = Field(1_000, ge=0, description="added to the receive window for the venue's clock")
+    lookup_backoff_s: float = Field(0.5, gt=0, description="first wait before looking an unknown order up again")
+    lookup_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between two lookups")
+    websocket: bool = Field(True, description="order updates from the private websocket (ccxt pro); REST fallback")
+    rest_poll_s: float = Field(1.0, gt=0, description="REST refresh of open orders while the websocket is down")
+    audit_tolerance: float = Field(
+        1e-6, ge=0, description="relative difference of a balance tolerated by the reconciliation"
+    )
 
 
 class ExecutorSettings(Section):
@@ -133,6 +160,10 @@ class ExecutorSettings(Section):
     rl_allow_short: bool = Field(
         False, description="let the RL policy go short through the paper exchange's cross margin"
     )
+    policy_dir: str | None = Field(
+        None,
+        description="the only directory RL policies load from (their weights-only actor.npz); None: trainer.policy_dir",
+    )
     rl_window_bars: int = Field(20_000, ge=200, description="bars of history the RL features are computed over")
     rl_bar_seconds: float | None = Field(
         None, gt=0, description="override the bar length the policy was trained with (None: its tradewind.json)"
@@ -148,6 +179,9 @@ class ExecutorSettings(Section):
         ge=0,
         description="after a restart, wait this long for prices on the markets of unsent orders before "
         "resubmitting them and consuming intents",
+    )
+    reconcile_interval_s: float = Field(
+        60.0, gt=0, description="how often a live gateway's balances and open orders are checked against the venue"
     )
     market_data_group: str = Field("executor-md", description="consumer group on md:book:* / md:trades:*")
     market_data_venues: list[str] = Field(

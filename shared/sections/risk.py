@@ -113,6 +113,9 @@ class RiskSettings(Section):
     margin_floor: float = Field(1.5, gt=1, description="reduce or top up a margin account below this level")
     margin_target: float = Field(2.0, gt=1, description="...back to this level")
     group: str = Field("risk", description="consumer group of the risk service")
+    live_balances_wait_s: float = Field(
+        60.0, gt=0, description="live: how long the risk service waits for the venues' stored balances, then refuses"
+    )
     market_data_venues: list[str] = Field(
         default_factory=lambda: ["binance", "binance_futures", "coinbase", "kraken", "okx", "bybit"],
     )

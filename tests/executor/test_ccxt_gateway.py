@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from services.executor.ccxt_gateway import CcxtGateway, LiveGateClosed, live_gate
-from services.executor.service import build_gateway
-from shared.config import Settings
+from services.executor.ccxt_gateway import CcxtGateway
 from shared.schemas import OrderEvent, OrderIntent
-from shared.sections.executor import CcxtVenue, ExecutorSettings
-from shared.sections.risk import LimitOverride, Limits, RiskSettings
+from shared.sections.executor import CcxtVenue
 from tests.executor.fake_binance import FakeBinance
+from tests.executor.fake_venue.harness import venue_urls
 
 DATA = Path(__file__).parent.parent / "data" / "executor"
 KEY, SECRET = "test-key", "test-secret"
@@ -46,12 +44,13 @@ async def venue():
         ccxt_id="binance",
         api_key=KEY,
         secret=SECRET,  # type: ignore[arg-type]
-        urls={"public": f"{base}/api/v3", "private": f"{base}/api/v3", "sapi": f"{base}/sapi/v1"},
+        urls=venue_urls(base),
         withdraw_allowlist={"USDT": ["TAllowedAddress000000000000000000"]},
     )
     gateway = CcxtGateway({"binance": config})
     yield fake, gateway, book
     await gateway.close()
+    await fake.close()
     await server.close()
 
 
@@ -135,36 +134,3 @@ async def test_wrong_secret_is_refused_by_the_venues_signature_check(venue) -> N
         await wrong.close()
     assert [(e.status, e.reason) for e in events] == [("rejected", "venue.AuthenticationError")]
     assert fake.orders == {}
-
-
-def test_live_gate_names_the_closed_gate() -> None:
-    assert "TRADEWIND_MODE=live" in (live_gate(Settings(mode="paper")) or "")
-    assert "TRADEWIND_LIVE=1" in (live_gate(Settings(mode="live")) or "")
-    assert "no live venue" in (live_gate(Settings(mode="live", live=True)) or "")
-    no_key = ExecutorSettings(live_venues={"binance": CcxtVenue()})
-    assert "API key" in (live_gate(Settings(mode="live", live=True, executor=no_key)) or "")
-    keyed = ExecutorSettings(live_venues={"binance": CcxtVenue(api_key=KEY, secret=SECRET)})  # type: ignore[arg-type]
-    limited = RiskSettings(venues={"binance": LimitOverride(max_order_notional=500.0)})
-    assert live_gate(Settings(mode="live", live=True, executor=keyed, risk=limited)) is None
-    assert KEY not in repr(keyed) and SECRET not in repr(keyed)
-
-
-def test_live_gate_stays_closed_until_every_limit_of_every_live_venue_is_set() -> None:
-    two = ExecutorSettings(live_venues={name: CcxtVenue(api_key=KEY, secret=SECRET) for name in ("binance", "kraken")})
-
-    def gate(risk: RiskSettings) -> str:
-        return live_gate(Settings(mode="live", live=True, executor=two, risk=risk)) or ""
-
-    defaults_only = gate(RiskSettings())  # the paper defaults were never confirmed for real money
-    assert "binance: no risk limits set" in defaults_only and "kraken: no risk limits set" in defaults_only
-    one_venue = gate(RiskSettings(venues={"binance": LimitOverride(max_open_orders=5)}))
-    assert "kraken: no risk limits set" in one_venue and "binance" not in one_venue
-    unlimited = gate(RiskSettings(limits=Limits(price_band_bps=None, orders_per_s=None)))
-    assert "binance: unlimited orders_per_s, price_band_bps" in unlimited and "kraken: unlimited" in unlimited
-    assert gate(RiskSettings(limits=Limits(max_order_notional=1000.0))) == ""
-
-    # the executor refuses to start on that gate, naming what is missing
-    with pytest.raises(LiveGateClosed, match="kraken: no risk limits set"):
-        build_gateway(
-            Settings(mode="live", live=True, executor=two, risk=RiskSettings(venues={"binance": LimitOverride()})), "t"
-        )

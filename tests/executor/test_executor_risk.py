@@ -129,6 +129,8 @@ async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_re
     run = Running(settings, redis, db)
     task = await run.start()
     try:
+        await publish(redis, streams.ORDERS_INTENTS, market("held"))  # a position the reduce-only order reduces
+        await event(redis, "held", "filled")
         bid = round(run.mid() * 0.995, 2)  # under the touch (rests), inside the 2% price band
         rest = [
             OrderIntent(f"rest-{n}", "binance", "BTC/USDT", "buy", "limit", 0.001, time.time_ns(), price=bid)
@@ -168,6 +170,7 @@ async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_re
         await task
     rows = {r["client_order_id"]: r["status"] for r in await db.fetch("SELECT client_order_id, status FROM orders")}
     assert rows == {
+        "held": "filled",
         "rest-1": "cancelled",
         "rest-2": "cancelled",
         "after-halt": "rejected",
@@ -203,7 +206,8 @@ async def test_silent_risk_service_halts_new_orders_and_its_last_limits_stay_enf
     risk_stopping = asyncio.Event()
     risk_task = asyncio.create_task(run_risk(settings, risk_stopping))
     try:
-        await publish(redis, streams.ORDERS_INTENTS, market("before-risk"))  # replay: no risk service needed
+        # replay: no risk service needed; it buys what the reduce-only sells below reduce
+        await publish(redis, streams.ORDERS_INTENTS, market("before-risk", amount=0.003))
         await event(redis, "before-risk", "filled")
         while guard.last_heartbeat_ns is None:
             await asyncio.sleep(0.01)
@@ -254,15 +258,14 @@ def test_no_fee_buffer_where_the_venue_takes_fees_from_what_an_order_receives() 
     assert resolve_limits(risk, "okx", "BTC/USDT").fee_buffer == 0.001  # set explicitly: kept
 
 
-def test_status_halts_from_the_latest_switch_per_venue() -> None:
-    def switch(kind: str, ts: int, exchange: str | None, reason: str = "") -> dict[str, Any]:
-        return {"kind": kind, "ts": ts, "exchange": exchange, "detail": json.dumps({"reason": reason})}
+def test_status_halts_come_from_the_durable_halt_set() -> None:
+    def halt(cause: str, exchange: str | None, reason: str) -> dict[str, Any]:
+        return {"id": f"{cause}:{exchange or '*'}", "cause": cause, "exchange": exchange, "reason": reason, "ts": 1}
 
-    venue_halts = [switch("resume", 1, None), switch("halt", 2, "kraken", "feed gap"), switch("resume", 3, "okx")]
-    state = halt_state(venue_halts)
-    assert state["halted"] is False and state["halted_venues"] == {"kraken": "feed gap"}
-    assert state["last_switch"]["exchange"] == "okx"
-    lifted = halt_state([switch("resume", 5, None), switch("halt", 2, "kraken", "feed gap")])
-    assert lifted["halted_venues"] == {}  # resuming every venue lifts the venue's halt too
-    drawdown = halt_state([switch("drawdown_halt", 7, None)])
-    assert drawdown["halted"] is True
+    last = {"kind": "resume", "ts": 3, "exchange": None, "detail": json.dumps({"reason": "ok"})}
+    state = halt_state([halt("feed", "kraken", "feed gap"), halt("human", "kraken", "incident")], last)
+    assert state["halted"] is False and state["halted_venues"] == {"kraken": "feed gap; incident"}
+    assert state["last_switch"]["detail"] == {"reason": "ok"}  # a resume of every venue left the feed halt
+    drawdown = halt_state([halt("drawdown", None, "total drawdown")], None)
+    assert drawdown["halted"] is True and drawdown["halted_reason"] == "total drawdown"
+    assert [h["id"] for h in drawdown["halts"]] == ["drawdown:*"]

@@ -31,6 +31,7 @@ from shared.paper import PaperExchange
 from shared.paper.recorded import read_binance_capture
 from shared.rl.features import WARMUP, compute_features
 from shared.rl.policy import CheckpointPolicy, numpy_forward
+from shared.rl.weights import WEIGHTS_FILE, file_sha256, load_weights_policy, with_sha
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, Trade, decode, encode, streams
 from shared.sections.executor import ExecutorSettings
 from shared.storage import Database
@@ -79,9 +80,14 @@ def rl_settings(**extra: object) -> ExecutorSettings:
     return ExecutorSettings(rl_bar_seconds=BAR_SECONDS, rl_allow_short=True, rl_min_order=0.0, **extra)  # type: ignore[arg-type]
 
 
+def registered(checkpoint: Path) -> str:
+    """The reference the registry publishes for a promoted checkpoint: its directory and weights' sha256."""
+    return with_sha(str(checkpoint), file_sha256(checkpoint / WEIGHTS_FILE))
+
+
 async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
-    strategy = RLStrategy(rl_settings(), run_id="t")
-    assert await strategy.load(str(checkpoint), "p1", "binance", "BTC/USDT")
+    strategy = RLStrategy(rl_settings(policy_dir=str(checkpoint.parent)), run_id="t")
+    assert await strategy.load(registered(checkpoint), "p1", "binance", "BTC/USDT")
     trades = recorded_trades()
     intents: list[OrderIntent] = []
     for trade in trades:
@@ -131,14 +137,16 @@ async def test_hot_swap_drops_no_tick(checkpoint: Path) -> None:
     """The new policy loads in a thread (slowed here); ticks meanwhile go to the old one."""
 
     def slow_loader(uri: str) -> CheckpointPolicy:
-        time.sleep(0.4)
-        return CheckpointPolicy.load(uri)
+        deadline = time.monotonic() + 30  # a second load is held until the old policy has decided some bars
+        while strategy.active is not None and len(strategy.decisions) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return load_weights_policy(uri, checkpoint.parent, require_sha=True)
 
     strategy = RLStrategy(rl_settings(), run_id="t", loader=slow_loader)
-    assert await strategy.load(str(checkpoint), "old", "binance", "BTC/USDT")
+    assert await strategy.load(registered(checkpoint), "old", "binance", "BTC/USDT")
     trades = recorded_trades()
     fed = 0
-    swap = asyncio.create_task(strategy.load(str(checkpoint), "new", "binance", "BTC/USDT"))
+    swap = asyncio.create_task(strategy.load(registered(checkpoint), "new", "binance", "BTC/USDT"))
     while not swap.done():
         strategy.on_trade(trades[fed])
         fed += 1
@@ -166,6 +174,7 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
     await db.migrate()
     settings = Settings(
         mode="replay",
+        trainer={"policy_dir": str(checkpoint.parent)},
         bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
         executor={
             "strategy_enabled": False,
@@ -191,15 +200,17 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
             CliRunner().invoke,
             policy_cli,
             ["promote", str(checkpoint), "--exchange", "binance", "--symbol", "BTC/USDT", "--json"],
-            env={"DATABASE_URL": dsn, "REDIS_URL": rurl},
+            env={"DATABASE_URL": dsn, "REDIS_URL": rurl, "TRADEWIND_TRAINER__POLICY_DIR": str(checkpoint.parent)},
             catch_exceptions=False,
         )
         assert result.exit_code == 0, result.output
-        rows = await db.fetch("SELECT id, promoted_at, metrics->>'promotion' AS how FROM policies")
+        rows = await db.fetch("SELECT id, promoted_at, metrics->>'promotion' AS how, weights_sha256 FROM policies")
         assert len(rows) == 1 and rows[0]["promoted_at"] is not None and rows[0]["how"] == "manual"
+        assert rows[0]["weights_sha256"] == file_sha256(checkpoint / WEIGHTS_FILE)  # recorded at promotion
         (_, fields), *_ = await redis.xrange(streams.POLICY_UPDATES)
         (update,) = decode(fields[streams.FIELD.encode()])
         assert isinstance(update, PolicyUpdate) and update.policy_id == rows[0]["id"]
+        assert update.checkpoint_uri == registered(checkpoint)  # the executor checks the weights against it
         deadline = time.monotonic() + 20
         while executor.rl.active is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

@@ -140,7 +140,36 @@ async def until_state_shows(redis: Redis, venue: str) -> None:
 
 async def guard_waits_out(guard: PreTradeGuard, uid: str, since: int, timeout_s: float) -> None:
     """Still open before the timeout (last limits enforced), halted once it has passed."""
-    guard.on_control(RiskControl("resume", since, exchange=f"v{uid}"), since)  # isolate the heartbeat rule
+    feed_back = RiskControl("resume", since, exchange=f"v{uid}", issued_by="risk", cause="feed")
+    guard.on_control(feed_back, since)  # isolate the heartbeat rule
     assert guard.check(intent(uid), since) is None
     await asyncio.sleep(timeout_s + 0.1)
     assert guard.check(intent(uid), time.time_ns()) == pretrade.HEARTBEAT_LOST
+
+
+async def test_resume_lifts_a_drawdown_halt_only_with_force_and_a_reason(isolated: tuple[str, str]) -> None:
+    from shared import halts
+    from shared.bus import connect_redis
+
+    dsn, rurl = isolated
+    redis = connect_redis(rurl)
+    db = await Database.connect(dsn, Settings().storage)
+    await db.migrate()
+    env = {"REDIS_URL": rurl, "DATABASE_URL": dsn}
+    drawdown = RiskControl("halt", time.time_ns(), reason="total drawdown", issued_by="risk", cause="drawdown")
+    try:
+        await halts.send(redis, [drawdown], maxlen=1000, db=db)
+        cli = CliRunner()
+        plain = await asyncio.to_thread(cli.invoke, resume, [], env=env)
+        assert plain.exit_code == 0 and "still halted: drawdown:* (total drawdown); needs --force" in plain.output
+        assert [h["id"] for h in json.loads(plain.stdout.splitlines()[0])["halts"]] == ["drawdown:*"]
+        no_reason = await asyncio.to_thread(cli.invoke, resume, ["--force"], env=env)
+        assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.output
+        forced = await asyncio.to_thread(cli.invoke, resume, ["--force", "--reason", "loss accepted"], env=env)
+        assert forced.exit_code == 0 and json.loads(forced.stdout)["halts"] == []
+        rows = await db.fetch("SELECT detail FROM risk_events WHERE kind = 'resume' ORDER BY ts")
+        recorded = [json.loads(r["detail"]) for r in rows]
+        assert [(d["force"], d["reason"]) for d in recorded] == [(False, "manual resume"), (True, "loss accepted")]
+    finally:
+        await db.close()
+        await redis.aclose()

@@ -123,6 +123,7 @@ def test_balance_sufficiency() -> None:
     assert g.check(order(0.51, side="sell", margin_mode="cross"), 1) is None  # a margin sell borrows
     g.set_margin_level("binance", 1.49)
     assert g.check(order(0.51, side="sell", margin_mode="cross"), 1) == pretrade.MARGIN_LEVEL
+    g.set_position("binance", "BTC", -0.5)  # a margin short: buying its debt back reduces it
     assert g.check(order(0.5, side="buy", margin_mode="cross", reduce_only=True), 1) is None
     g.set_mid("okx", "BTC/USDT", 100.0)
     assert g.check(order(1.0, exchange="okx"), 1) == pretrade.BALANCE_UNKNOWN
@@ -158,6 +159,7 @@ def test_halt_global_and_venue_and_resume() -> None:
     assert g.check(order(1.0), 1) == pretrade.HALTED
     cancel = OrderIntent("c", "binance", "BTC/USDT", "buy", "limit", 1.0, 0, cancel=True)
     assert g.check(cancel, 1) is None  # cancels always go out
+    g.set_position("binance", "BTC", 1.0)
     assert g.check(order(1.0, side="sell", margin_mode="cross", reduce_only=True), 1) is None  # nor do reductions
     g.on_control(RiskControl("resume", 2), 2)
     assert g.check(order(1.0), 2) is None
@@ -173,6 +175,7 @@ def test_crash_blocks_buys_but_not_sells_or_reducing_buys() -> None:
     g.on_control(RiskControl("set_limit", 1, exchange="binance", limits={"block_buys": 1.0}, reason="crash"), 1)
     assert g.check(order(1.0), 1) == pretrade.CRASH_NO_BUY
     assert g.check(order(1.0, side="sell"), 1) is None
+    g.set_position("binance", "BTC", -1.0)
     assert g.check(order(1.0, margin_mode="cross", reduce_only=True), 1) is None
     g.on_control(RiskControl("set_limit", 2, exchange="binance", limits={"block_buys": 0.0}), 2)
     assert g.check(order(1.0), 2) is None
@@ -183,6 +186,7 @@ def test_heartbeat_timeout_boundary() -> None:
     g.on_control(RiskControl("heartbeat", 0), 10 * SEC)
     assert g.check(order(1.0), 15 * SEC) is None
     assert g.check(order(1.0), 15 * SEC + 1) == pretrade.HEARTBEAT_LOST
+    g.set_position("binance", "BTC", 1.0)
     assert g.check(order(1.0, side="sell", reduce_only=True), 15 * SEC + 1) is None
     g.on_control(RiskControl("heartbeat", 0), 16 * SEC)
     assert g.check(order(1.0), 16 * SEC) is None
@@ -201,14 +205,64 @@ def test_heartbeat_not_required_is_enforced_from_the_first_heartbeat_only() -> N
     assert g.check(order(1.0), 135 * SEC + 1) == pretrade.HEARTBEAT_LOST  # heard once, then silent
 
 
-def test_limits_configured_only_when_explicit_and_bounded() -> None:
+def every_limit(**changes: float | None) -> LimitOverride:
+    """A venue override that sets every limit field explicitly (what live trading requires)."""
+    values: dict[str, float | None] = {
+        "max_order_notional": 500.0,
+        "max_position_notional": 1_000.0,
+        "max_gross_exposure": 2_000.0,
+        "max_net_exposure": 1_500.0,
+        "max_open_orders": 5,
+        "orders_per_s": 2.0,
+        "order_burst": 4,
+        "price_band_bps": 100.0,
+        "fee_buffer": 0.002,
+    }
+    return LimitOverride(**{**values, **changes})  # type: ignore[arg-type]
+
+
+def test_live_limits_must_be_set_per_venue_field_by_field() -> None:
     assert missing_limits(RiskSettings(), ["binance"])  # defaults are for paper only
-    assert missing_limits(RiskSettings(limits=Limits()), ["binance"]) == []
-    partial = RiskSettings(limits=Limits(max_open_orders=None))
-    assert "max_open_orders" in missing_limits(partial, ["binance"])[0]
-    per_venue = RiskSettings(venues={"binance": LimitOverride(max_order_notional=10.0)})
-    assert missing_limits(per_venue, ["binance"]) == []
-    assert missing_limits(per_venue, ["binance", "kraken"])[0].startswith("kraken")
+    # risk.limits set explicitly is still not a per-venue decision: no fallback to it
+    assert "binance: limits not set" in missing_limits(RiskSettings(limits=Limits()), ["binance"])[0]
+    one_field = missing_limits(RiskSettings(venues={"binance": LimitOverride(max_order_notional=10.0)}), ["binance"])
+    assert "max_order_notional" not in one_field[0].split("(")[0]  # the field that is set is not named...
+    assert "TRADEWIND_RISK__VENUES__binance__orders_per_s" in one_field[0]  # ...each missing one is, by its variable
+    assert missing_limits(RiskSettings(venues={"binance": every_limit()}), ["binance"]) == []
+    unlimited = missing_limits(RiskSettings(venues={"binance": every_limit(max_open_orders=None)}), ["binance"])
+    assert unlimited == [
+        "binance: unlimited max_open_orders (set TRADEWIND_RISK__VENUES__binance__max_open_orders to a number)"
+    ]
+    two = RiskSettings(venues={"binance": every_limit()})
+    assert missing_limits(two, ["binance", "kraken"])[0].startswith("kraken: limits not set")
+    lifted = RiskSettings(
+        venues={"binance": every_limit()}, symbols={"binance:BTC/USDT": LimitOverride(price_band_bps=None)}
+    )
+    assert "symbol override 'binance:BTC/USDT' makes price_band_bps unlimited" in missing_limits(lifted, ["binance"])[0]
+    assert missing_limits(lifted, ["kraken"])[0].startswith("kraken: limits not set")  # that override is binance's
+    tighter = RiskSettings(venues={"binance": every_limit()}, symbols={"BTC/USDT": LimitOverride(max_open_orders=2)})
+    assert missing_limits(tighter, ["binance"]) == []
+
+
+def test_reduce_only_must_reduce_the_position_it_claims() -> None:
+    g = guard()
+    sell, buy = order(0.5, side="sell", reduce_only=True), order(0.5, side="buy", margin_mode="cross", reduce_only=True)
+    assert g.check(sell, 1) == pretrade.NOT_REDUCING  # nothing held: nothing to reduce
+    assert g.check(buy, 1) == pretrade.NOT_REDUCING
+    g.on_order_event(
+        OrderEvent("f", "binance", "BTC/USDT", "buy", "filled", 0, fills=[Fill("f1", 100.0, 0.5, 0.0, "BTC", 0)])
+    )
+    assert g.check(sell, 1) is None  # sells the 0.5 held
+    assert g.check(order(0.51, side="sell", reduce_only=True), 1) == pretrade.NOT_REDUCING  # past it: a new short
+    assert g.check(buy, 1) == pretrade.NOT_REDUCING  # same side adds
+    assert g.check(order(0.5, side="sell", reduce_only=True, exchange="kraken"), 1) == pretrade.NOT_REDUCING
+    g.set_position("binance", "BTC", -0.5)  # a margin short (borrowed BTC sold): buying back the debt reduces it
+    assert g.check(buy, 1) is None
+    assert g.check(order(0.6, side="buy", margin_mode="cross", reduce_only=True), 1) == pretrade.NOT_REDUCING
+    assert g.check(sell, 1) == pretrade.NOT_REDUCING
+    g.on_control(RiskControl("halt", 2, reason="manual"), 2)  # a halt still lets a real reduction through...
+    assert g.check(buy, 2) is None
+    assert g.check(sell, 2) == pretrade.NOT_REDUCING  # ...and nothing that claims to be one
 
 
 @pytest.mark.parametrize("symbol", ["BTCUSDT", "/USDT", "BTC/"])
@@ -229,5 +283,31 @@ def test_limit_changes_from_risk_control_persist_when_risk_goes_silent() -> None
     assert g.check(order(0.6), 0) == pretrade.MAX_NOTIONAL  # the venue's own change still wins there
     late = 10 * SEC  # the risk service is silent: new orders stop, the last limits still apply to reductions
     assert g.check(order(0.5), late) == pretrade.HEARTBEAT_LOST
+    g.set_position("binance", "BTC", 1.0)
     assert g.check(order(0.6, side="sell", reduce_only=True), late) == pretrade.MAX_NOTIONAL
     assert g.check(order(0.5, side="sell", reduce_only=True), late) is None
+
+
+def test_margin_buy_back_reduces_a_short_that_spot_inventory_nets_out() -> None:
+    """A hedge: spot long 1, margin short 1 (net 0). Buying back the margin debt reduces the short."""
+    g = guard(fee_buffer=0.002)
+    g.set_position("binance", "BTC", 1.0)
+    hedge = order(1.0, side="sell", margin_mode="cross")
+    assert g.check(hedge, 1) is None
+    g.on_order_event(
+        OrderEvent(
+            hedge.client_order_id,
+            "binance",
+            "BTC/USDT",
+            "sell",
+            "filled",
+            0,
+            fills=[Fill("h", 100.0, 1.0, 0.1, "USDT", 0)],
+        )
+    )
+    assert g.venue("binance").positions["BTC"] == 0.0
+    back = order(1.0, side="buy", margin_mode="cross", reduce_only=True)
+    assert g.check(back, 1) is None
+    assert g.check(order(1.0, side="buy", reduce_only=True), 1) == pretrade.NOT_REDUCING  # a spot buy adds
+    assert g.check(order(1.002, side="buy", margin_mode="cross", reduce_only=True), 1) is None  # + interest, fees
+    assert g.check(order(1.0021, side="buy", margin_mode="cross", reduce_only=True), 1) == pretrade.NOT_REDUCING

@@ -49,7 +49,8 @@ def test_stale_feed_halts_the_venue_and_fresh_data_resumes_it() -> None:
     halts = [c for c in actions.controls if c.action == "halt"]
     assert len(halts) == 1 and halts[0].exchange == "binance"
     assert [e.kind for e in actions.events] == ["halt"]
-    assert not [c for c in svc.tick().controls if c.action == "halt"]  # halted once, not every tick
+    again = svc.tick()  # halted once (one event), re-asserted with every heartbeat
+    assert not again.events and [(c.action, c.cause) for c in again.controls] == [("heartbeat", ""), ("halt", "stale")]
     actions = svc.on_market([book(100.0, clock.now)])
     assert [(c.action, c.exchange) for c in actions.controls] == [("resume", "binance")]
 
@@ -59,7 +60,10 @@ def test_feed_gap_halts_until_resynced() -> None:
     actions = svc.on_market([Status("kraken", "gap", clock.now, "BTC/USD", "seq 5 after 3")])
     assert [(c.action, c.exchange) for c in actions.controls] == [("halt", "kraken")]
     assert actions.events[0].detail["detail"] == "seq 5 after 3"
+    assert [(c.action, c.cause) for c in svc.tick().controls if c.action == "halt"] == [("halt", "feed")]
+    assert not svc.on_market([book(100.0, clock.now, "kraken")]).controls  # data alone does not lift a gap
     assert svc.on_market([Status("kraken", "connected", clock.now)]).controls[0].action == "resume"
+    assert not [c for c in svc.tick().controls if c.action == "halt"]
 
 
 def test_drawdown_halts_everything() -> None:
@@ -84,8 +88,13 @@ def test_human_resume_after_a_drawdown_halt_accepts_the_loss() -> None:
     own = RiskControl("resume", clock.now, reason="feed connected", exchange=None, issued_by="risk")
     venue = RiskControl("resume", clock.now, exchange="binance", issued_by="cli:ops@host")
     assert not svc.on_control([own, venue]).events and svc.state()["halted"] == "intraday drawdown"
+    # a plain human resume lifts human halts, not a drawdown halt whose loss nobody accepted
+    assert not svc.on_control([RiskControl("resume", clock.now, reason="oops", issued_by="cli:ops@host")]).events
+    assert svc.state()["halted"] == "intraday drawdown"
+    assert [c.reason for c in svc.tick().controls if c.action == "halt"] == ["intraday drawdown"]  # re-asserted
 
-    actions = svc.on_control([RiskControl("resume", clock.now, reason="reviewed", issued_by="cli:ops@host")])
+    forced = RiskControl("resume", clock.now, reason="reviewed", issued_by="cli:ops@host", force=True)
+    actions = svc.on_control([forced])
     assert [e.kind for e in actions.events] == ["drawdown_reset"]
     assert actions.events[0].detail["by"] == "cli:ops@host"
     assert svc.state()["halted"] == "" and svc.state()["drawdown_intraday"] == 0.0

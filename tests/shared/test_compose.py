@@ -117,7 +117,11 @@ def test_everything_restarts_and_the_stateful_servers_are_health_checked():
         assert "healthcheck" in SERVICES[name], name
 
 
-def test_dockerfile_installs_the_cpu_torch_by_default_and_the_package():
+def test_dockerfile_installs_the_cpu_torch_by_default_and_the_built_wheel():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "whl/cpu" in dockerfile
-    assert 'pip install ".[rl]"' in dockerfile
+    build, _, final = dockerfile.partition("\nFROM python:3.11-slim\n")
+    assert "pip wheel" in build and final, "the first stage builds the wheel"
+    assert "tradewind-*.whl)[rl]" in final, "the image installs the wheel with the rl extra"
+    # no source tree in the image: services import from site-packages, package data included
+    assert "COPY shared" not in final and "COPY services" not in final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -101,3 +102,24 @@ def test_unknown_env_detection_ignores_other_programs_variables():
 def test_load_settings_raises_config_error_in_process():
     with pytest.raises(ConfigError, match=r"bus\.maxlen"):
         load_settings(bus={"maxlen": "many"})
+
+
+def test_config_command_masks_every_url_secret() -> None:
+    """`tradewind config` shows where each URL points, never its password or secret query values."""
+    from click.testing import CliRunner
+
+    from shared.cli import cli
+
+    env = {
+        "REDIS_URL": "redis://default:redis-pass-1@cache:6379/0",
+        "DATABASE_URL": "postgresql://trader:pg-pass-2@db:5432/tw?sslpassword=ssl-pass-3&sslmode=require",
+        "TRADEWIND_EXECUTOR__LIVE_VENUES__binance__URLS__private": "https://u:url-pass-4@fake:1/api?apiKey=url-key-5",
+    }
+    result = CliRunner().invoke(cli, ["config"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    for secret in ("redis-pass-1", "pg-pass-2", "ssl-pass-3", "url-pass-4", "url-key-5"):
+        assert secret not in result.output
+    shown = json.loads(result.output)
+    assert shown["redis_url"] == "redis://default:***@cache:6379/0"
+    assert shown["database_url"] == "postgresql://trader:***@db:5432/tw?sslpassword=***&sslmode=require"
+    assert shown["executor"]["live_venues"]["binance"]["urls"]["private"] == "https://u:***@fake:1/api?apiKey=***"

@@ -16,6 +16,8 @@ from services.trainer.env import TradingEnv
 from services.trainer.synth import make_market, write_csv
 from shared.rl.features import compute_features
 from shared.rl.policy import CheckpointPolicy
+from shared.rl.weights import load_weights_policy
+from tests.trainer.test_policy_weights import module_actions
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +76,14 @@ def test_train_checkpoint_backtest(algo: str, ray_up: None, market_csv: Path, tm
         obs, *_ = env.step(action)
     np.testing.assert_array_equal(batched, stepped)
 
-    report = CliRunner().invoke(backtest, ["--data", str(market_csv), "--policy", str(out), "--json"])
+    # the weights-only export acts as the RLModule does (DQN: argmax over its dueling Q-values)
+    weights = load_weights_policy(out, out.parent)
+    obs = np.random.default_rng(5).normal(size=(4_000, len(policy.meta["feature_names"]) + 2)).astype(np.float32)
+    np.testing.assert_array_equal(weights.act(obs), module_actions(policy.module, obs))
+    np.testing.assert_array_equal(weights.positions(market, start, stop), batched)
+
+    root = {"TRADEWIND_TRAINER__POLICY_DIR": str(out.parent)}  # policies load from under the policy directory
+    report = CliRunner().invoke(backtest, ["--data", str(market_csv), "--policy", str(out), "--json"], env=root)
     assert report.exit_code == 0, report.output
     metrics = json.loads(report.stdout.strip().splitlines()[-1])
     for key in ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "trades", "fees", "deflated_sharpe"):
@@ -119,7 +128,8 @@ def test_validation_selection_keeps_the_best_weights_and_moves_the_test_start(
     # the saved checkpoint holds the chosen weights, not the last ones
     assert line["validation"]["sharpe"] == pytest.approx(best, abs=1e-3)
 
-    report = CliRunner().invoke(backtest, ["--data", str(market_csv), "--policy", str(out), "--json"])
+    root = {"TRADEWIND_TRAINER__POLICY_DIR": str(out.parent)}  # policies load from under the policy directory
+    report = CliRunner().invoke(backtest, ["--data", str(market_csv), "--policy", str(out), "--json"], env=root)
     assert report.exit_code == 0, report.output
     metrics = json.loads(report.stdout.strip().splitlines()[-1])
     assert metrics["bars"] == 2_000 - meta["split"]["validation_end"] - 1  # validation chose the weights: not a test

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ async def test_round_records_trials_and_promotes_only_a_winner(db: Any, redis: A
     rows = await db.fetch("SELECT * FROM policies WHERE id = $1", summary["trials"][0])
     assert rows[0]["exchange"] == f"ex{uid}"
     assert rows[0]["checkpoint_uri"].startswith(str(tmp_path))
+    weights = Path(rows[0]["checkpoint_uri"]) / "actor.npz"  # exported by the round, its hash in the registry
+    assert rows[0]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert '"timesteps": 256' in rows[0]["hyperparameters"]
     assert "sharpe" in rows[0]["metrics"]
     champion = await registry.champion(f"ex{uid}", "SYN/USD")

@@ -42,20 +42,19 @@ class CoinbaseFeed(ResyncFeed):
         except msgspec.DecodeError as exc:
             self._other(frame, recv_ts, str(exc))
             return
-        kind = type(msg)
-        if kind is LastMatch:
+        if type(msg) is LastMatch:
             self.ignored["last_match"] += 1
             return
         try:
             ts = iso_ns(msg.time) if msg.time else recv_ts
         except (ValueError, OverflowError) as exc:
-            self._invalid(msg.__struct_config__.tag, msg.product_id, frame, recv_ts, f"time {msg.time[:40]!r}: {exc}")
+            self._invalid(str(msg.__struct_config__.tag), msg.product_id, frame, recv_ts, f"time {msg.time[:40]!r}: {exc}")
             return
-        if kind is L2Update:
+        if type(msg) is L2Update:
             self._update(msg, ts, recv_ts)
-        elif kind is Match:
+        elif type(msg) is Match:
             self._match(msg, recv_ts, frame)
-        elif kind is Snapshot:
+        elif type(msg) is Snapshot:
             symbol = self.unified(msg.product_id, frame)
             self._updates[msg.product_id] = 0
             self.publish_snapshot(msg.product_id, symbol, msg.bids, msg.asks, 0, ts, recv_ts)

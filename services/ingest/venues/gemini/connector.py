@@ -35,15 +35,14 @@ class GeminiFeed(ResyncFeed):
         except msgspec.DecodeError as exc:
             self._other(frame, str(exc), recv_ts)
             return
-        kind = type(msg)
-        if kind is L2Updates:
+        if type(msg) is L2Updates:
             self._l2(msg, frame, recv_ts)
-        elif kind is TradeMessage:
+        elif type(msg) is TradeMessage:
             if msg.price > 0 and msg.quantity > 0:
                 self.sink.trade(msg.to_trade(self.exchange, self.unified(msg.symbol, frame), recv_ts))
             else:
                 self.errors("invalid trade", frame, "price and quantity must be positive numbers")
-        elif kind is Heartbeat:
+        elif type(msg) is Heartbeat:
             self.ignored["heartbeat"] += 1
 
     def _l2(self, msg: L2Updates, frame: str | bytes, recv_ts: int) -> None:

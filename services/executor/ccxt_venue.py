@@ -1,0 +1,389 @@
+"""Live orders through ccxt, behind the same ``Gateway`` interface as the paper exchange.
+
+An order's outcome is classified, never guessed (``ccxt_outcomes``): a definite refusal of the venue
+is a rejection; anything else while placing makes it ``unknown``, reported so and looked up by client
+order id until the venue says what became of it. Order updates come from the private websocket (ccxt
+pro ``watch_orders``); REST polling only while it is down. The account (every wallet, positions, the
+reconciliation) is read through ``ccxt_account``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+from services.executor import ccxt_account as account
+from services.executor.ccxt_account import make_exchange
+from services.executor.ccxt_outcomes import STATUS, Lookups, is_refusal, new_fills
+from services.executor.gateway import Report, VenueBalance, VenueOrder
+from shared.ids import invalid_reason
+from shared.paper import LedgerEntry, dec
+from shared.paper.positions import Position
+from shared.paper.rules import split_symbol
+from shared.schemas import Fill, OrderEvent, OrderIntent
+from shared.schemas.messages import OrderStatus, Side
+from shared.sections.executor import CcxtVenue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Tracked:
+    venue: str
+    symbol: str
+    venue_id: str
+    side: str
+    margin_mode: str | None
+
+
+class CcxtGateway:
+    """Orders, balances, positions, margin loans and allow-listed withdrawals on real venues via ccxt."""
+
+    def __init__(
+        self, venues: dict[str, CcxtVenue], exchange_factory: Callable[[CcxtVenue], Any] = make_exchange
+    ) -> None:
+        self.venues = venues
+        self.clients = {name: exchange_factory(v) for name, v in venues.items()}
+        self._open: dict[str, Tracked] = {}
+        self._seen_filled: dict[str, Decimal] = {}
+        self._events: list[OrderEvent] = []
+        self._ledger: list[LedgerEntry] = []
+        self._positions: list[Position] = []
+        self._expected: dict[str, dict[tuple[str, str], Decimal]] = {}  # venue -> (wallet, asset) -> total
+        self._started_ms = int(time.time() * 1000)
+        self.lookups = Lookups(venues, self.client, self._record, self._event, self._started_ms)
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        self.stream_up: dict[str, bool] = {}
+        self._next_rest: dict[str, float] = {}
+
+    def client(self, venue: str) -> Any:
+        c = self.clients.get(venue)
+        if c is None:
+            raise KeyError(f"venue {venue!r} is not a configured live venue (known: {sorted(self.clients)})")
+        return c
+
+    # ---- orders ------------------------------------------------------------------------------
+
+    def _event(self, intent: OrderIntent, status: str, reason: str) -> None:
+        ts = time.time_ns()
+        self._events.append(
+            OrderEvent(
+                intent.client_order_id,
+                intent.exchange,
+                intent.symbol,
+                intent.side,
+                cast(OrderStatus, status),
+                ts,
+                reason=reason,
+            )
+        )
+
+    async def submit(self, intent: OrderIntent) -> None:
+        client = self.client(intent.exchange)
+        cid = intent.client_order_id
+        if intent.cancel:
+            await self._cancel(intent)
+            return
+        why = invalid_reason(cid)
+        if why:
+            log.warning("%s: %s; not sent", intent.exchange, why)
+            self._event(intent, "rejected", "venue.invalid_client_order_id")
+            return
+        params = self._params(intent)
+        kind = "market" if intent.order_type == "market" else "limit"
+        borrowed = Decimal(0)
+        if intent.margin_mode and not intent.reduce_only:
+            try:
+                borrowed = await self._borrow_for(intent)
+            except Exception as exc:  # nothing was sent: the order is refused here, definitely
+                log.warning("%s: borrowing for %s failed: %s", intent.exchange, cid, exc)
+                self._event(intent, "rejected", f"venue.borrow_failed.{type(exc).__name__}")
+                return
+        sent_ms = int(client.milliseconds())
+        try:
+            order = await client.create_order(intent.symbol, kind, intent.side, intent.amount, intent.price, params)
+        except Exception as exc:
+            name = type(exc).__name__
+            if is_refusal(exc):
+                log.warning("%s refused %s: %s", intent.exchange, cid, exc)
+                self._event(intent, "rejected", f"venue.{name}")
+                if borrowed:
+                    await self._repay_quietly(intent, borrowed)
+                return
+            log.warning("%s: outcome of %s unknown after %s; looking it up", intent.exchange, cid, name)
+            self._event(intent, "unknown", f"venue.{name}")
+            self.lookups.start(intent, sent_ms)
+            return
+        self._record(cid, intent.exchange, intent.symbol, intent.side, order, intent.margin_mode)
+
+    def _params(self, intent: OrderIntent) -> dict[str, Any]:
+        params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
+        if intent.order_type == "ioc":
+            params["timeInForce"] = "IOC"
+        if intent.order_type == "post_only":
+            params["postOnly"] = True
+        if intent.margin_mode:
+            params["marginMode"] = intent.margin_mode
+        if intent.reduce_only:
+            market = self.client(intent.exchange).markets.get(intent.symbol) or {}
+            if market.get("contract"):
+                params["reduceOnly"] = True
+            elif intent.margin_mode and self.venues[intent.exchange].ccxt_id.startswith("binance"):
+                params["sideEffectType"] = "AUTO_REPAY"  # Binance margin: the proceeds repay the loan
+        return params
+
+    async def _borrow_for(self, intent: OrderIntent) -> Decimal:
+        """Borrow what a margin order lacks (base for a sell, quote for a priced buy); return the amount."""
+        base, quote = split_symbol(intent.symbol)
+        isolated = intent.margin_mode == "isolated"
+        client = self.client(intent.exchange)
+        bal = await client.fetch_balance({"type": "margin", "marginMode": intent.margin_mode})
+        if isolated:
+            bal = bal.get(intent.symbol) or {}
+        if intent.side == "sell":
+            asset, need = base, dec(intent.amount)
+        elif intent.price is not None:
+            asset, need = quote, dec(intent.amount) * dec(intent.price)
+        else:
+            return Decimal(0)
+        free = dec((bal.get(asset) or {}).get("free") or 0)
+        short = need - free
+        if short <= 0:
+            return Decimal(0)
+        await self.borrow(intent.exchange, asset, short, self._wallet(intent.symbol, intent.margin_mode))
+        return short
+
+    async def _repay_quietly(self, intent: OrderIntent, amount: Decimal) -> None:
+        base, quote = split_symbol(intent.symbol)
+        asset = base if intent.side == "sell" else quote
+        try:
+            await self.repay(intent.exchange, asset, amount, self._wallet(intent.symbol, intent.margin_mode))
+        except Exception:
+            log.exception("%s: repaying %s %s after a refused order failed", intent.exchange, amount, asset)
+
+    async def _cancel(self, intent: OrderIntent) -> None:
+        known = self._open.get(intent.client_order_id)
+        params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
+        if known and known.margin_mode:
+            params["marginMode"] = known.margin_mode
+        try:
+            order = await self.client(intent.exchange).cancel_order(
+                known.venue_id if known else None, intent.symbol, params
+            )
+        except Exception as exc:  # the order's own reports still say what became of it
+            log.warning("%s: cancel of %s failed: %s", intent.exchange, intent.client_order_id, exc)
+            return
+        mode = known.margin_mode if known else None
+        self._record(intent.client_order_id, intent.exchange, intent.symbol, intent.side, order, mode)
+
+    @staticmethod
+    def _wallet(symbol: str, margin_mode: str | None) -> str:
+        if margin_mode == "isolated":
+            return f"isolated:{symbol}"
+        return "cross" if margin_mode == "cross" else "spot"
+
+    def _record(
+        self, cid: str, venue: str, symbol: str, side: str, order: dict[str, Any], margin_mode: str | None
+    ) -> None:
+        status = STATUS.get(order.get("status") or "open", "accepted")
+        filled = dec(order.get("filled") or 0)
+        before = self._seen_filled.get(cid, Decimal(0))
+        if filled < before:
+            return  # an older update arriving after a newer one
+        amount = dec(order.get("amount") or 0)
+        base, quote = split_symbol(symbol)
+        fills = new_fills(order, before, filled, quote)
+        wallet = self._wallet(symbol, margin_mode)
+        for f in fills:
+            self._ledger_fill(venue, wallet, side, base, quote, f)
+        self._seen_filled[cid] = filled
+        if status == "accepted" and filled > 0:
+            status = "partially_filled"
+        if status in ("accepted", "partially_filled"):
+            self._open[cid] = Tracked(venue, symbol, str(order.get("id")), side, margin_mode)
+        else:
+            self._open.pop(cid, None)
+        self._events.append(
+            OrderEvent(
+                cid,
+                venue,
+                symbol,
+                cast(Side, side),
+                cast(OrderStatus, status),
+                int(order.get("lastUpdateTimestamp") or order.get("timestamp") or 0) * 1_000_000,
+                order_id=str(order.get("id") or ""),
+                filled=float(filled),
+                remaining=float(max(amount - filled, Decimal(0))),
+                avg_price=float(order.get("average") or 0),
+                fills=fills,
+            )
+        )
+
+    def _entry(self, venue: str, wallet: str, asset: str, delta: Decimal, kind: str, ref: str, ts: int) -> None:
+        self._ledger.append(LedgerEntry(venue, wallet, asset, delta, kind, ref, ts))
+        expected = self._expected.get(venue)
+        if expected is not None:
+            expected[(wallet, asset)] = expected.get((wallet, asset), Decimal(0)) + delta
+
+    def _ledger_fill(self, venue: str, wallet: str, side: str, base: str, quote: str, f: Fill) -> None:
+        qty, notional = dec(f.amount), dec(f.price) * dec(f.amount)
+        sign = 1 if side == "buy" else -1
+        self._entry(venue, wallet, base, sign * qty, "fill", f.fill_id, f.ts)
+        self._entry(venue, wallet, quote, -sign * notional, "fill", f.fill_id, f.ts)
+        if f.fee:
+            self._entry(venue, wallet, f.fee_asset, -dec(f.fee), "fee", f.fill_id, f.ts)
+
+    # ---- reports -----------------------------------------------------------------------------
+
+    async def poll(self) -> list[Report]:
+        """Resolve unknown outcomes that are due, refresh open orders over REST where the websocket is
+        down, and return every report gathered since the last call."""
+        self._start_streams()
+        await self.lookups.resolve_due(int(time.time() * 1000))
+        now = time.monotonic()
+        for venue in self.clients:
+            if not self.stream_up.get(venue) and now >= self._next_rest.get(venue, 0.0):
+                self._next_rest[venue] = now + self.venues[venue].rest_poll_s
+                await self._refresh_rest(venue)
+        events, self._events = self._events, []
+        return [(e, 0) for e in events]
+
+    async def _refresh_rest(self, venue: str) -> None:
+        for cid, t in [(c, t) for c, t in self._open.items() if t.venue == venue]:
+            params = {"marginMode": t.margin_mode} if t.margin_mode else {}
+            try:
+                order = await self.client(venue).fetch_order(t.venue_id, t.symbol, params)
+            except Exception as exc:  # the next round tries again
+                log.warning("%s: refreshing %s failed: %s", venue, cid, exc)
+                continue
+            if dec(order.get("filled") or 0) != self._seen_filled.get(cid) or order.get("status") != "open":
+                self._record(cid, venue, t.symbol, t.side, order, t.margin_mode)
+
+    def _start_streams(self) -> None:
+        for venue, cfg in self.venues.items():
+            task = self._streams.get(venue)
+            if cfg.websocket and (task is None or task.done()) and hasattr(self.clients[venue], "watch_orders"):
+                self._streams[venue] = asyncio.create_task(self._stream(venue), name=f"ccxt-orders-{venue}")
+
+    async def _stream(self, venue: str) -> None:
+        """Order updates from the venue's private websocket; on failure REST polling takes over until it is back."""
+        client, delay = self.client(venue), 0.5
+        while True:
+            try:
+                watching = asyncio.ensure_future(client.watch_orders())
+                await asyncio.sleep(0)  # let the subscription go out before we count on it
+                while True:
+                    if not self.stream_up.get(venue):
+                        await self._refresh_rest(venue)  # catch up what happened while it was down
+                        self.stream_up[venue] = True
+                    for o in await watching:
+                        self._on_stream_order(venue, o)
+                    delay = 0.5
+                    watching = asyncio.ensure_future(client.watch_orders())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stream_up[venue] = False
+                log.warning("%s: private websocket failed (%s); REST polling until it is back", venue, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _on_stream_order(self, venue: str, o: dict[str, Any]) -> None:
+        cid = o.get("clientOrderId") or ""
+        t = self._open.get(cid)
+        if t is not None and t.venue == venue:
+            self._record(cid, venue, t.symbol, t.side, o, t.margin_mode)
+
+    def drain_ledger(self) -> list[LedgerEntry]:
+        out, self._ledger = self._ledger, []
+        return out
+
+    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
+        return await self.lookups.knows(client_order_id, exchange, symbol)
+
+    def track(self, intent: OrderIntent) -> None:
+        self.lookups.track(intent)
+
+    # ---- the account -------------------------------------------------------------------------
+
+    async def open_orders(self) -> list[VenueOrder]:
+        out = []
+        for venue, client in self.clients.items():
+            out += await account.venue_open_orders(venue, self.venues[venue], client)
+        return out
+
+    async def balances(self) -> list[VenueBalance]:
+        """Every wallet of every live venue; refreshes the positions ``positions()`` returns."""
+        out, positions = [], []
+        for venue, client in self.clients.items():
+            out += await account.wallet_balances(venue, self.venues[venue], client)
+            positions += await account.open_positions(venue, self.venues[venue], client)
+        self._positions = positions
+        return out
+
+    def positions(self) -> list[Position]:
+        return list(self._positions)
+
+    async def audit(self) -> dict[str, list[str]]:
+        """Compare each idle venue's balances and open orders with what our reports say; return what differs.
+
+        A venue with an order in flight or of unknown outcome is skipped this round: its fills may be
+        on their way. The first audit of a venue only takes its balances as the reference.
+        """
+        out: dict[str, list[str]] = {}
+        busy = {t.venue for t in self._open.values()} | self.lookups.busy_venues()
+        for venue, client in self.clients.items():
+            if venue in busy:
+                continue
+            cfg = self.venues[venue]
+            actual = await account.wallet_balances(venue, cfg, client)
+            orders = await account.venue_open_orders(venue, cfg, client)
+            diffs = [f"{venue}: open order {o.client_order_id or '?'} on {o.symbol} we did not place" for o in orders]
+            expected = self._expected.get(venue)
+            if expected is not None:
+                diffs += account.balance_differences(venue, expected, actual, cfg.audit_tolerance)
+            self._expected[venue] = account.totals(actual)
+            if diffs:
+                out[venue] = diffs
+        return out
+
+    async def borrow(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
+        client = self.client(exchange)
+        if wallet.startswith("isolated:"):
+            await client.borrow_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
+        else:
+            await client.borrow_cross_margin(asset, float(amount))
+        now = time.time_ns()  # the loan adds to free and to debt alike: our expected net totals stay put
+        self._ledger.append(LedgerEntry(exchange, wallet, asset, amount, "borrow", f"borrow-{now}", now))
+
+    async def repay(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
+        client = self.client(exchange)
+        if wallet.startswith("isolated:"):
+            await client.repay_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
+        else:
+            await client.repay_cross_margin(asset, float(amount))
+        now = time.time_ns()
+        self._ledger.append(LedgerEntry(exchange, wallet, asset, -amount, "repay", f"repay-{now}", now))
+
+    async def withdraw(self, exchange: str, asset: str, amount: Decimal, address: str, to_venue: str = "") -> str:
+        """Withdraw to an allow-listed address only; anything else is refused before ccxt is called."""
+        allowed = self.venues[exchange].withdraw_allowlist.get(asset, []) if exchange in self.venues else []
+        if address not in allowed:
+            raise PermissionError(
+                f"withdrawal of {asset} from {exchange} to {address!r} refused: not in "
+                f"executor.live_venues.{exchange}.withdraw_allowlist.{asset}"
+            )
+        result = await self.client(exchange).withdraw(asset, float(amount), address)
+        return str(result.get("id"))
+
+    async def close(self) -> None:
+        for task in self._streams.values():
+            task.cancel()
+        await asyncio.gather(*self._streams.values(), return_exceptions=True)
+        for client in self.clients.values():
+            await client.close()

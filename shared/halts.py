@@ -1,0 +1,185 @@
+"""Durable halts: the set of active halts outlives every restart of every service.
+
+A halt is identified by its cause and scope (``human:*``, ``human:binance``, ``drawdown:*``,
+``feed:kraken``). Every halt or resume is written to the Redis hash ``tw:halts`` in the same
+MULTI as its ``risk:control`` entry, and to PostgreSQL's ``halts`` table when a database is at
+hand; an executor or risk service loads the set before it does anything else, then follows the
+stream. Applying a control is idempotent, so an entry seen twice (once in the loaded set, once
+on the stream) changes nothing.
+
+Who lifts what: a human resume lifts human halts in its scope (a resume of every venue lifts the
+human halts of every venue); a ``drawdown`` or ``reconcile`` halt is lifted only by a human resume
+with ``force`` (`tradewind resume --force --reason TEXT`, recorded); any other cause (``feed``,
+``stale``) only by its issuer, once the cause is gone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from shared.schemas import RiskControl, encode, streams
+from shared.storage import Database
+
+HUMAN = "human"
+FORCED = frozenset({"drawdown", "reconcile"})  # a human lifts these only with --force
+
+
+class Halt(msgspec.Struct, frozen=True):
+    cause: str
+    exchange: str | None  # None: every venue
+    reason: str
+    issued_by: str
+    ts: int
+
+    @property
+    def id(self) -> str:
+        return halt_id(self.cause, self.exchange)
+
+
+def halt_id(cause: str, exchange: str | None) -> str:
+    return f"{cause}:{exchange or '*'}"
+
+
+def cause_of(control: RiskControl) -> str:
+    return control.cause or HUMAN
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    added: tuple[Halt, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class HaltSet:
+    """The active halts, and the rule for what a control adds or lifts."""
+
+    def __init__(self, halts: Iterable[Halt] = ()) -> None:
+        self.halts: dict[str, Halt] = {h.id: h for h in halts}
+
+    def apply(self, control: RiskControl) -> Change:
+        """Apply a halt or resume; return what changed (nothing for anything else, or a repeat)."""
+        if control.action == "halt":
+            halt = Halt(cause_of(control), control.exchange, control.reason or "halted", control.issued_by, control.ts)
+            if halt.id in self.halts:
+                return Change()
+            self.halts[halt.id] = halt
+            return Change(added=(halt,))
+        if control.action != "resume":
+            return Change()
+        cause = cause_of(control)
+        if cause == HUMAN:
+            causes = {HUMAN, *FORCED} if control.force else {HUMAN}
+            lifted = [
+                i
+                for i, h in self.halts.items()
+                if h.cause in causes and (control.exchange is None or h.exchange == control.exchange)
+            ]
+        else:
+            lifted = [i for i in (halt_id(cause, control.exchange),) if i in self.halts]
+        for i in lifted:
+            del self.halts[i]
+        return Change(removed=tuple(lifted))
+
+    def reason(self, exchange: str | None = None) -> str:
+        """Why ``exchange`` is halted by a halt of its own (None: by a halt of every venue); "" if it is not."""
+        reasons = [h.reason for h in self.halts.values() if h.exchange == exchange]
+        return "; ".join(sorted(reasons))
+
+    def by_cause(self, cause: str) -> list[Halt]:
+        return [h for h in self.halts.values() if h.cause == cause]
+
+    def __iter__(self) -> Iterator[Halt]:
+        return iter(list(self.halts.values()))
+
+    def __len__(self) -> int:
+        return len(self.halts)
+
+
+_EXISTS = "_"  # a field always present once the hash was written: a missing hash means Redis lost it
+
+
+def _decode(fields: Mapping[bytes | str, bytes | str]) -> list[Halt]:
+    keys = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    return [msgspec.json.decode(v, type=Halt) for k, v in keys.items() if k != _EXISTS]
+
+
+async def load(redis: Redis, db: Database | None = None) -> HaltSet:
+    """The active halts: Redis's hash, or PostgreSQL's table when Redis lost the hash (or never had it)."""
+    fields = await redis.hgetall(streams.HALTS)
+    if fields or db is None:
+        return HaltSet(_decode(fields))
+    return HaltSet(await _stored(db))
+
+
+async def _stored(db: Database) -> list[Halt]:
+    rows = await db.fetch("SELECT cause, exchange, reason, issued_by, ts FROM halts")
+    return [Halt(r["cause"], r["exchange"], r["reason"], r["issued_by"], r["ts"]) for r in rows]
+
+
+async def send(
+    redis: Redis, controls: Sequence[RiskControl], *, maxlen: int, db: Database | None = None
+) -> list[Change]:
+    """Publish ``controls`` on risk:control and apply their halts and resumes to the stored set,
+    in one transaction (retried if another writer changed the set meanwhile); then to PostgreSQL."""
+    if not controls:
+        return []
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(streams.HALTS)
+                fields = await pipe.hgetall(streams.HALTS)
+                lost = await _stored(db) if not fields and db is not None else []  # Redis lost the set: rebuild it
+                current = HaltSet([*_decode(fields), *lost])
+                changes = [current.apply(c) for c in controls]
+                pipe.multi()
+                pipe.hset(streams.HALTS, _EXISTS, "1")
+                for h in lost:
+                    pipe.hset(streams.HALTS, h.id, msgspec.json.encode(h))
+                for change in changes:
+                    for h in change.added:
+                        pipe.hset(streams.HALTS, h.id, msgspec.json.encode(h))
+                    if change.removed:
+                        pipe.hdel(streams.HALTS, *change.removed)
+                for c in controls:
+                    pipe.xadd(streams.RISK_CONTROL, {streams.FIELD: encode(c)}, maxlen=maxlen, approximate=True)
+                pipe.hincrby(streams.STATS_KEY, f"{streams.RISK_CONTROL}:entries", len(controls))
+                pipe.hincrby(streams.STATS_KEY, f"{streams.RISK_CONTROL}:msgs", len(controls))
+                await pipe.execute()
+                break
+            except WatchError:
+                continue
+    if db is not None and any(changes):
+        await store(db, changes)
+    return changes
+
+
+async def store(db: Database, changes: Iterable[Change]) -> None:
+    async with db.pool.acquire() as conn, conn.transaction():
+        for change in changes:
+            if change.removed:
+                await conn.execute("DELETE FROM halts WHERE id = ANY($1::text[])", list(change.removed))
+            for h in change.added:
+                await conn.execute(
+                    "INSERT INTO halts (id, cause, exchange, reason, issued_by, ts) VALUES ($1, $2, $3, $4, $5, $6)"
+                    " ON CONFLICT (id) DO UPDATE SET reason = $4, issued_by = $5, ts = $6",
+                    h.id,
+                    h.cause,
+                    h.exchange,
+                    h.reason,
+                    h.issued_by,
+                    h.ts,
+                )
+
+
+def describe(halts: HaltSet) -> list[dict[str, object]]:
+    """The halts as plain dicts, for JSON output."""
+    return [json.loads(msgspec.json.encode(h)) | {"id": h.id} for h in sorted(halts, key=lambda h: h.id)]
