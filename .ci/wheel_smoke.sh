@@ -95,7 +95,10 @@ print(f"wheel-check: orders {status['orders']}, fills {status['fills']}, by stra
 assert status["fills"] > 0
 EOF
 
-# 3b. It trains: a tiny PPO run on real candles, on a Ray of its own.
+# 3b. It trains: a tiny PPO run on real candles, on a Ray of its own — even with a dead cluster
+#     recorded where `ray start` leaves one (a plain ray.init() would retry it for minutes).
+mkdir -p "$work/ray/ray"
+echo "127.0.0.1:$(free_port)" >"$work/ray/ray/ray_current_cluster"
 cp "$repo/tests/data/trainer/btc-perp-20211231_1m_head3000.csv.gz" candles.csv.gz
 "${tw[@]}" train --algo ppo --data candles.csv.gz --out policy --timesteps 256 \
     --set training.train_batch_size_per_learner=256 --set training.minibatch_size=64 --set training.num_epochs=1 \

@@ -60,6 +60,7 @@ class CcxtGateway:
         self._streams: dict[str, asyncio.Task[None]] = {}
         self.stream_up: dict[str, bool] = {}
         self._next_rest: dict[str, float] = {}
+        self._wake: Callable[[], None] = lambda: None
 
     def client(self, venue: str) -> Any:
         c = self.clients.get(venue)
@@ -298,6 +299,10 @@ class CcxtGateway:
         t = self._open.get(cid)
         if t is not None and t.venue == venue:
             self._record(cid, venue, t.symbol, t.side, o, t.margin_mode)
+            self._wake()  # the host polls now, not at its idle period
+
+    def on_report(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
 
     def drain_ledger(self) -> list[LedgerEntry]:
         out, self._ledger = self._ledger, []

@@ -60,6 +60,11 @@ class Gateway(Protocol):
 
     def drain_ledger(self) -> list[LedgerEntry]: ...
 
+    def on_report(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when a report arrives between two ``poll`` calls (an update the venue pushed), so the
+        host polls at once instead of at its idle period."""
+        ...
+
     async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
         """Whether the venue has ever received this order (reconciliation after a crash): True, False
         only when it certainly never will, None when that cannot be known now (never resend then)."""
@@ -114,6 +119,9 @@ class PaperGateway:
         ledger = self.exchange.accounts.ledger
         new, self._ledger_cursor = ledger[self._ledger_cursor :], len(ledger)
         return new
+
+    def on_report(self, wake: Callable[[], None]) -> None:
+        return None  # the simulated venue's reports are due at known times: the host polls then
 
     async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
         return client_order_id in self.exchange.orders

@@ -59,7 +59,9 @@ def build_gateway(settings: Settings, run_id: str) -> Gateway:
         closed = live_gate(settings)
         if closed:
             raise LiveGateClosed(f"live trading refused: {closed}")
-        log.warning("LIVE trading on %s: real orders, risk limits %s", sorted(ex.live_venues), settings.risk.limits)
+        for venue in sorted(ex.live_venues):  # the limits the gate checked: the venue's own
+            limits = settings.risk.venues[venue].model_dump(exclude_unset=True)
+            log.warning("LIVE trading on %s: real orders, risk limits %s", venue, limits)
         return CcxtGateway(ex.live_venues)
     exchange = PaperExchange(
         ex.venues, transfers=ex.transfers, transfer_default=ex.transfer_default, seed=ex.seed, id_prefix=f"P{run_id}-"
@@ -114,6 +116,7 @@ class Executor:
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
+        gateway.on_report(self._wake.set)  # pushed order updates are stored at once
         self._stopping = asyncio.Event()
         self._consumers: list[Consumer] = []
         self._next_delivery: int | None = None

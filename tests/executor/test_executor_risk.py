@@ -269,3 +269,30 @@ def test_status_halts_come_from_the_durable_halt_set() -> None:
     drawdown = halt_state([halt("drawdown", None, "total drawdown")], None)
     assert drawdown["halted"] is True and drawdown["halted_reason"] == "total drawdown"
     assert [h["id"] for h in drawdown["halts"]] == ["drawdown:*"]
+
+
+async def test_a_restarted_executor_lets_a_hedge_buy_back_reduce_its_margin_short() -> None:
+    """Spot long + margin short net to zero; after a restart the guard must still see the short, or the
+    hedge could never be unwound (risk.not_reducing)."""
+    from decimal import Decimal
+
+    from services.executor.gateway import PaperGateway
+    from services.executor.service import Executor
+    from shared.paper import PaperExchange
+    from shared.paper.positions import Position
+
+    settings = Settings(mode="replay", executor={"strategy_enabled": False, "rl_enabled": False})
+    exchange = PaperExchange(settings.executor.venues, seed=1)
+    exchange.positions[("binance", "BTC/USDT", "spot")] = Position("binance", "BTC/USDT", "spot", Decimal(1))
+    exchange.positions[("binance", "BTC/USDT", "cross")] = Position("binance", "BTC/USDT", "cross", Decimal(-1))
+    executor = Executor(settings, None, None, PaperGateway(exchange))  # type: ignore[arg-type]
+    await executor.seed_guard()
+    executor.guard.set_mid("binance", "BTC/USDT", 100.0)
+    buy_back = OrderIntent(
+        "bb-1", "binance", "BTC/USDT", "buy", "market", 0.5, 0, margin_mode="cross", reduce_only=True
+    )
+    assert executor.guard.check(buy_back, time.time_ns()) is None
+    too_much = OrderIntent(
+        "bb-2", "binance", "BTC/USDT", "buy", "market", 2.0, 0, margin_mode="cross", reduce_only=True
+    )
+    assert executor.guard.check(too_much, time.time_ns()) == "risk.not_reducing"

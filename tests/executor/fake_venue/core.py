@@ -255,7 +255,7 @@ class FakeBinance:
         The fill is pushed on the private websocket, as the venue would; it only shows over REST otherwise.
         """
         order = self.orders_by_client_id(client_order_id)[0]
-        assert order["status"] == "NEW" and order["executedQty"] == "0", "fills untouched resting orders only"
+        assert order["status"] == "NEW" and not Decimal(order["executedQty"]), "fills untouched resting orders only"
         qty, price = Decimal(order["_left"]), Decimal(order["price"])
         symbol, bal = order["symbol"], self.bal(order["_wallet"])
         base, quote = symbol[:-4], symbol[-4:]

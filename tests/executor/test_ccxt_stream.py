@@ -1,0 +1,73 @@
+"""Order updates from the venue's private websocket (ccxt pro ``watch_orders``), REST only while it is down.
+
+Real ccxt against the fake venue's user-data stream: a resting order filled by someone else is seen
+through the pushed executionReport with no REST order lookup (and wakes the host at once); with the
+stream down, REST polling takes over and still reports the fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from services.executor.ccxt_gateway import CcxtGateway
+from shared.schemas import OrderEvent, OrderIntent
+from tests.executor.fake_venue.harness import fake_venue
+
+LOOKUP = "GET /api/v3/order"  # a REST order-status request at the fake
+FAST = {"receive_window_ms": 400, "clock_skew_ms": 0, "lookup_backoff_s": 0.02, "timeout_ms": 1500}
+
+
+def resting_buy(cid: str, price: float) -> OrderIntent:
+    return OrderIntent(cid, "binance", "BTC/USDT", "buy", "limit", 0.01, 0, price=price)
+
+
+async def poll_until(gateway: CcxtGateway, done: Callable[[list[OrderEvent]], bool], what: str) -> list[OrderEvent]:
+    """Poll the gateway until ``done(events so far)``; fail after 10 s naming ``what``."""
+    seen: list[OrderEvent] = []
+    deadline = time.monotonic() + 10
+    while not done(seen):
+        assert time.monotonic() < deadline, f"{what}: {[(e.client_order_id, e.status) for e in seen]}"
+        seen += [e for e, _ in await gateway.poll()]
+        await asyncio.sleep(0.005)  # poll() need not suspend: let the stream's task run
+    return seen
+
+
+def filled(cid: str) -> Callable[[list[OrderEvent]], bool]:
+    return lambda events: any(e.client_order_id == cid and e.status == "filled" for e in events)
+
+
+async def test_fills_arrive_on_the_private_websocket_and_over_rest_while_it_is_down() -> None:
+    async with fake_venue(rest_poll_s=0.05, **FAST) as (fake, cfg):
+        price = float(fake.book["BTCUSDT"]["bids"][5][0])  # below the touch: it rests
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.submit(resting_buy("w1", price))
+            await poll_until(
+                gateway,
+                lambda _: gateway.stream_up.get("binance", False) and fake.ws.subscribed >= 1,
+                "the private websocket never came up",
+            )
+            lookups, pushed = fake.requests.count(LOOKUP), fake.ws.pushed
+            woken = asyncio.Event()
+            gateway.on_report(woken.set)
+            await fake.fill_resting("w1")
+            await asyncio.wait_for(woken.wait(), 10)  # the push alone reached us: no poll in between
+            events = await poll_until(gateway, filled("w1"), "the pushed fill of w1 was not reported")
+            assert fake.ws.pushed == pushed + 1
+            assert fake.requests.count(LOOKUP) == lookups  # no REST polling while the stream is up
+            fill = next(e for e in events if e.status == "filled").fills
+            assert [(f.price, f.amount) for f in fill] == [(price, 0.01)]
+
+            await gateway.submit(resting_buy("w2", price))
+            await fake.ws.go_down()
+            await poll_until(gateway, lambda _: not gateway.stream_up["binance"], "the dead stream went unnoticed")
+            lookups, pushed = fake.requests.count(LOOKUP), fake.ws.pushed
+            await fake.fill_resting("w2")
+            events = await poll_until(gateway, filled("w2"), "REST polling did not report the fill of w2")
+            assert fake.ws.pushed == pushed  # nothing went out on the stream: REST found it
+            assert fake.requests.count(LOOKUP) > lookups
+            assert [(f.price, f.amount) for e in events if e.status == "filled" for f in e.fills] == [(price, 0.01)]
+        finally:
+            await gateway.close()
