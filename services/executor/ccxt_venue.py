@@ -325,8 +325,12 @@ class CcxtGateway:
     async def balances(self) -> list[VenueBalance]:
         """Every wallet of every live venue; refreshes the positions ``positions()`` returns."""
         out, positions = [], []
+        busy = {t.venue for t in self._open.values()} | self.lookups.busy_venues()
         for venue, client in self.clients.items():
-            out += await account.wallet_balances(venue, self.venues[venue], client)
+            wallets = await account.wallet_balances(venue, self.venues[venue], client)
+            if venue not in self._expected and venue not in busy:  # the audit's reference from the first read
+                self._expected[venue] = account.totals(wallets)
+            out += wallets
             positions += await account.open_positions(venue, self.venues[venue], client)
         self._positions = positions
         return out
@@ -338,7 +342,8 @@ class CcxtGateway:
         """Compare each idle venue's balances and open orders with what our reports say; return what differs.
 
         A venue with an order in flight or of unknown outcome is skipped this round: its fills may be
-        on their way. The first audit of a venue only takes its balances as the reference.
+        on their way. The reference is the first read of the venue's balances (at start-up), moved by our fills
+        and loans since.
         """
         out: dict[str, list[str]] = {}
         busy = {t.venue for t in self._open.values()} | self.lookups.busy_venues()

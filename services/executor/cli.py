@@ -126,6 +126,12 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "SELECT (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM fills) AS fills"
     )
     by_status = {r["status"]: r["n"] for r in await conn.fetch("SELECT status, count(*) AS n FROM orders GROUP BY 1")}
+    by_strategy = {
+        r["strategy"] or "(none)": r["n"]
+        for r in await conn.fetch(
+            "SELECT o.strategy, count(*) AS n FROM fills f JOIN orders o USING (client_order_id) GROUP BY 1 ORDER BY 1"
+        )
+    }
     active = await conn.fetch("SELECT id, cause, exchange, reason, issued_by, ts FROM halts ORDER BY id")
     last = await conn.fetchrow(
         "SELECT kind, ts, exchange, detail::text AS detail FROM risk_events"
@@ -148,6 +154,7 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "orders": counts["orders"],
         "fills": counts["fills"],
         "orders_by_status": by_status,
+        "fills_by_strategy": by_strategy,
         "risk": {**halt_state(active, last), "events_last_hour": recent},
         "policy": policy[0] if policy else None,
     }

@@ -94,6 +94,7 @@ async def test_halt_survives_kill_9_of_the_executor_inside_tradewind_up(tmp_path
         assert await count(fills) == settled, "a fill happened while halted"
         status = tradewind(env, "status", "--json")
         assert status["fills"] == settled
+        assert sum(status["fills_by_strategy"].values()) == settled and "(none)" not in status["fills_by_strategy"]
 
         resumed = tradewind(env, "resume", "--reason", "drill over")
         assert resumed["halts"] == []

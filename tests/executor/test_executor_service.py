@@ -90,6 +90,7 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
     status = await collect(dsn)
     assert status["orders"] == 4 and status["fills"] >= 2
     assert status["orders_by_status"] == {"filled": 2, "rejected": 2}
+    assert status["fills_by_strategy"] == {"(none)": status["fills"]}  # the test's intents name no strategy
     filled = [e for e in resumed if e.status == "filled"]
     bought = sum(Decimal(repr(f.amount)) - Decimal(repr(f.fee)) for e in filled for f in e.fills)
     spent = sum(Decimal(repr(f.amount)) * Decimal(repr(f.price)) for e in filled for f in e.fills)

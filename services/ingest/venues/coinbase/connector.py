@@ -48,7 +48,9 @@ class CoinbaseFeed(ResyncFeed):
         try:
             ts = iso_ns(msg.time) if msg.time else recv_ts
         except (ValueError, OverflowError) as exc:
-            self._invalid(str(msg.__struct_config__.tag), msg.product_id, frame, recv_ts, f"time {msg.time[:40]!r}: {exc}")
+            self._invalid(
+                str(msg.__struct_config__.tag), msg.product_id, frame, recv_ts, f"time {msg.time[:40]!r}: {exc}"
+            )
             return
         if type(msg) is L2Update:
             self._update(msg, ts, recv_ts)
