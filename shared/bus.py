@@ -44,6 +44,11 @@ def default_consumer_name() -> str:
 
 
 class Bus(Protocol):
+    """What a producer needs of the bus; type a parameter with it when publishing is all it does.
+
+    ``RedisBus`` is the implementation; tests may pass anything with these two methods.
+    """
+
     async def publish(self, stream: str, payload: Payload) -> str: ...
 
     async def publish_many(self, entries: Sequence[tuple[str, Payload]]) -> list[str]: ...

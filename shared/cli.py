@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.cli_support import load_settings_or_exit, running_stack
 
 # command name -> "module:attribute" of a click command contributed by a service.
 SERVICE_COMMANDS = {
@@ -30,7 +30,13 @@ SERVICE_COMMANDS = {
     "resume": "services.risk.cli:resume",
     "risk": "services.risk.cli:risk",
 }
-SERVICE_RUNNERS = ("ingest", "trainer", "executor")  # `tradewind risk` is a group: no subcommand runs it
+# `tradewind <name>` runs services.<name>.service (`tradewind risk` is a group: no subcommand runs it).
+SERVICE_RUNNERS = {
+    "ingest": "Run the ingest service in the foreground (what compose and `tradewind up` run).",
+    "trainer": "Run the trainer service in the foreground (what compose and `tradewind up` run).",
+    "executor": "Run the executor service in the foreground (what compose and `tradewind up` run).",
+    "dashboard": "Serve the read-only web dashboard (streams, orders, positions, risk events); 127.0.0.1 by default.",
+}
 
 
 def _module_exists(module: str) -> bool:
@@ -56,14 +62,6 @@ class TradewindGroup(click.Group):
         return found if isinstance(found, click.Command) else None
 
 
-def settings_or_exit(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        click.echo(f"tradewind: {exc}", err=True)
-        sys.exit(2)
-
-
 @click.group(cls=TradewindGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tradewind")
 def cli() -> None:
@@ -87,7 +85,7 @@ def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
     overrides: dict[str, Any] = {"service_name": "up"}
     if mode:
         overrides["mode"] = mode
-    settings = settings_or_exit(**overrides)
+    settings = load_settings_or_exit(**overrides)
     setup_logging(settings.log, "up")
     summary = asyncio.run(run_up(settings, duration, list(only) or None))
     click.echo(json.dumps(summary))
@@ -113,14 +111,8 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
 
     from shared import monitor
     from shared.bus import connect_redis
-    from shared.stack import running_url
 
-    settings = settings_or_exit()
-    url = running_url(settings, "redis")
-    if not url:
-        raise click.ClickException(
-            f"no REDIS_URL set and no running `tradewind up` found ({settings.var_dir}/run/redis.url)"
-        )
+    url = running_stack(load_settings_or_exit()).redis
 
     # Stream names are data: no emoji codes (":book:"), no markup; wide enough when piped.
     console = Console(emoji=False, markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -157,11 +149,11 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
 @cli.command("config")
 def show_config() -> None:
     """Print the effective settings as JSON (secrets masked)."""
-    click.echo(json.dumps(settings_or_exit().redacted(), indent=2))
+    click.echo(json.dumps(load_settings_or_exit().redacted(), indent=2))
 
 
-def _service_command(name: str) -> click.Command:
-    @click.command(name, help=f"Run the {name} service in the foreground (what compose and `tradewind up` run).")
+def _service_command(name: str, help: str) -> click.Command:
+    @click.command(name, help=help)
     def run_one() -> None:
         module = f"services.{name}.service"
         if not _module_exists(module):
@@ -173,17 +165,8 @@ def _service_command(name: str) -> click.Command:
     return run_one
 
 
-for _name in SERVICE_RUNNERS:
-    cli.add_command(_service_command(_name))
-
-
-@cli.command()
-def dashboard() -> None:
-    """Serve the read-only web dashboard (streams, orders, positions, risk events); 127.0.0.1 by default."""
-    from shared.dashboard import main as dashboard_main
-    from shared.runtime import run_service
-
-    sys.exit(run_service("dashboard", dashboard_main))
+for _name, _help in SERVICE_RUNNERS.items():
+    cli.add_command(_service_command(_name, _help))
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from shared.config import MetricsSettings
@@ -15,6 +17,7 @@ class ServiceMetrics:
     def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
         self.service = service
         self.registry = registry or CollectorRegistry()
+        self._server: Any = None  # the WSGI server serve() started, shut down by close()
         labels = ["service", "stream"]
         self.messages_in = Counter(
             "tradewind_messages_in", "Messages consumed from a stream", labels, registry=self.registry
@@ -54,5 +57,17 @@ class ServiceMetrics:
 
     def serve(self, settings: MetricsSettings) -> int:
         """Expose /metrics over HTTP; return the bound port (0 in settings picks a free one)."""
-        server, _thread = start_http_server(settings.port, addr=settings.host, registry=self.registry)
-        return int(server.server_port)
+        self._server, _thread = start_http_server(settings.port, addr=settings.host, registry=self.registry)
+        return int(self._server.server_port)
+
+    @property
+    def port(self) -> int | None:
+        """The port /metrics is served on, or None when it is not served."""
+        return None if self._server is None else int(self._server.server_port)
+
+    def close(self) -> None:
+        """Stop serving /metrics (the port is free again); the counters are kept."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()

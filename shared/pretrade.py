@@ -155,8 +155,9 @@ class TokenBucket:
 
 
 @dataclass(slots=True)
-class VenueBook:
-    """What the guard knows about one venue: positions, marks, free balances, open orders."""
+class VenueAccount:
+    """What the guard knows about our account on one venue: positions, marks, free balances, open
+    orders (no price levels: the order books are ingest's ``OrderBook`` and the paper ``SimBook``)."""
 
     positions: dict[str, float] = field(default_factory=dict)  # base asset -> signed amount
     marks: dict[str, float] = field(default_factory=dict)  # base asset -> price in quote
@@ -174,7 +175,7 @@ class PreTradeGuard:
     def __init__(self, risk: RiskSettings, *, now_ns: int = 0, heartbeat_required: bool = True) -> None:
         self.risk = risk
         self.halts = HaltSet()  # durable: the executor loads the stored set before its first order (shared.halts)
-        self.venues: dict[str, VenueBook] = {}
+        self.venues: dict[str, VenueAccount] = {}
         self.mids: dict[tuple[str, str], float] = {}
         self._limits: dict[tuple[str, str], ResolvedLimits] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -197,10 +198,10 @@ class PreTradeGuard:
         """Why this venue is halted by a halt of its own; "" when it is not."""
         return self.halts.reason(name)
 
-    def venue(self, name: str) -> VenueBook:
+    def venue(self, name: str) -> VenueAccount:
         book = self.venues.get(name)
         if book is None:
-            book = self.venues[name] = VenueBook()
+            book = self.venues[name] = VenueAccount()
         return book
 
     def set_mid(self, venue: str, symbol: str, mid: float) -> None:
@@ -310,7 +311,7 @@ class PreTradeGuard:
             )
         return got
 
-    def _reduces_margin(self, book: VenueBook, asset: str, intent: OrderIntent) -> bool:
+    def _reduces_margin(self, book: VenueAccount, asset: str, intent: OrderIntent) -> bool:
         """A margin order that reduces the venue's margin position; a buy-back repays debt, which also
         carries interest (and fees paid in base) the guard does not see: up to the fee buffer of the
         short's largest size may come on top."""

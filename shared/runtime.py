@@ -1,21 +1,30 @@
-"""How a service process runs: settings, logging, metrics, signals — the same under `tradewind up`,
-`python -m services.<name>`, `tradewind <name>` and compose."""
+"""How a service process runs: settings, logging, metrics, signals, its servers — the same under
+`tradewind up`, `python -m services.<name>`, `tradewind <name>` and compose."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
 
+from redis.asyncio import Redis
+
+from shared.bus import RedisBus, connect_redis
 from shared.config import ConfigError, Settings, load_settings
 from shared.logs import setup_logging
 from shared.metrics import ServiceMetrics
+from shared.storage import Database
 
 log = logging.getLogger(__name__)
 
 ServiceMain = Callable[[Settings], Awaitable[None]]
+Need = Literal["required", "optional", "unused"]
+URL_VARS = {"redis": "REDIS_URL", "database": "DATABASE_URL"}
 
 
 def on_stop(callback: Callable[[], None]) -> None:
@@ -72,3 +81,96 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
         log.error("%s: %s", name, exc)
         return 2
     return 0
+
+
+def running_url(settings: Settings, kind: Literal["redis", "database"]) -> str | None:
+    """The URL of a configured server, else of the embedded one a running `tradewind up` started.
+
+    `tradewind up` writes the embedded servers' URLs to ``<var_dir>/run/<kind>.url`` (shared.stack).
+    """
+    if kind == "redis" and settings.redis_url:
+        return settings.redis_url
+    if kind == "database" and settings.database_url:
+        return settings.database_url.get_secret_value()
+    path = settings.var_dir / "run" / f"{kind}.url"
+    return path.read_text().strip() if path.exists() else None
+
+
+def missing_urls(settings: Settings, kinds: list[str], *, looked_for_stack: bool, why: str = "") -> str:
+    """One sentence for "these servers' URLs are not set", said the same by every service and command."""
+    names = " and ".join(URL_VARS[k] for k in kinds)
+    verb = "is" if len(kinds) == 1 else "are"
+    why = f" ({why})" if why else ""
+    if looked_for_stack:
+        files = ", ".join(str(settings.var_dir / "run" / f"{k}.url") for k in kinds)
+        return (
+            f"{names} {verb} not set{why} and no running `tradewind up` was found (no {files});"
+            f" set {names}, or TRADEWIND_VAR_DIR to the var dir of a running stack"
+        )
+    them = "it" if len(kinds) == 1 else "them"
+    return f"{names} {verb} not set{why}; run it under `tradewind up` (which sets {them}) or set {them}"
+
+
+@dataclass
+class ServiceContext:
+    """What a service's ``main`` runs on: its settings, Redis, bus, metrics and (if asked) database."""
+
+    name: str
+    settings: Settings
+    redis: Redis
+    bus: RedisBus
+    metrics: ServiceMetrics
+    db: Database | None
+
+    @property
+    def database(self) -> Database:
+        """The database of a service that asked for one with ``database="required"``."""
+        if self.db is None:
+            raise RuntimeError(f"{self.name} runs without a database (service_context(database='required') gives one)")
+        return self.db
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the first SIGINT/SIGTERM (a graceful drain); see `on_stop`."""
+        on_stop(callback)
+
+
+@contextlib.asynccontextmanager
+async def service_context(
+    settings: Settings,
+    name: str,
+    *,
+    database: Need = "required",
+    database_why: str = "",
+    find_running: bool = False,
+    migrate: bool = True,
+) -> AsyncIterator[ServiceContext]:
+    """Check the URLs, serve metrics, connect Redis and the database (migrated), and close them on exit.
+
+    ``database``: ``required`` (no DATABASE_URL → SystemExit, ``database_why`` says why),
+    ``optional`` (connected when set) or ``unused`` (never connected). ``find_running`` also takes
+    the URLs of a running `tradewind up` (tools that run beside a stack, like the dashboard).
+    Everything opened is closed in reverse order, whatever ends the service.
+    """
+    if find_running:
+        redis_url, db_url = running_url(settings, "redis"), running_url(settings, "database")
+    else:
+        redis_url = settings.redis_url
+        db_url = settings.database_url.get_secret_value() if settings.database_url else None
+    missing = [k for k, url in (("redis", redis_url), ("database", db_url)) if not url]
+    if database != "required":
+        missing = [k for k in missing if k != "database"]
+    if missing:
+        why = database_why if "database" in missing else ""
+        raise SystemExit(f"{name}: " + missing_urls(settings, missing, looked_for_stack=find_running, why=why))
+    async with contextlib.AsyncExitStack() as stack:
+        metrics = service_metrics(settings)
+        stack.push_async_callback(asyncio.to_thread, metrics.close)
+        redis = connect_redis(str(redis_url))
+        stack.push_async_callback(redis.aclose)
+        db = None
+        if db_url and database != "unused":
+            db = await Database.connect(db_url, settings.storage)
+            stack.push_async_callback(db.close)
+            if migrate:
+                await db.migrate()
+        yield ServiceContext(name, settings, redis, RedisBus(redis, settings.bus, metrics), metrics, db)

@@ -22,11 +22,16 @@ from shared.supervisor import ServiceSpec, Supervisor, python_module
 log = logging.getLogger(__name__)
 
 # Start order; a service whose `services.<name>.service` module does not exist yet is skipped.
-SERVICES = ("ingest", "executor", "risk", "trainer")
+SERVICES = ("ingest", "executor", "risk", "trainer", "dashboard")
 
 
 def available_services() -> list[str]:
     return [name for name in SERVICES if importlib.util.find_spec(f"services.{name}.service") is not None]
+
+
+def enabled_services(settings: Settings) -> list[str]:
+    """The available services, less those whose settings section says ``enabled = false`` (the dashboard's)."""
+    return [n for n in available_services() if getattr(getattr(settings, n, None), "enabled", True) is not False]
 
 
 @dataclass
@@ -60,7 +65,7 @@ class Servers:
                 s.stop()
             raise
         servers = cls(redis_url, database_url, embedded)
-        if embedded:  # so that `tradewind streams` in another terminal finds them
+        if embedded:  # so that `tradewind streams` in another terminal finds them (shared.runtime.running_url)
             servers.run_dir = settings.var_dir / "run"
             servers.run_dir.mkdir(parents=True, exist_ok=True)
             (servers.run_dir / "redis.url").write_text(redis_url)
@@ -73,16 +78,6 @@ class Servers:
                 (self.run_dir / name).unlink(missing_ok=True)
         for server in reversed(self.embedded):
             server.stop()
-
-
-def running_url(settings: Settings, kind: str) -> str | None:
-    """The URL of a configured server, else of the embedded one a running `tradewind up` started."""
-    if kind == "redis" and settings.redis_url:
-        return settings.redis_url
-    if kind == "database" and settings.database_url:
-        return settings.database_url.get_secret_value()
-    path = settings.var_dir / "run" / f"{kind}.url"
-    return path.read_text().strip() if path.exists() else None
 
 
 async def stream_counters(redis_url: str) -> dict[str, dict[str, int]]:
@@ -113,10 +108,7 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
             await db.close()
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        modules = {n: f"services.{n}" for n in available_services()}
-        if settings.dashboard.enabled:
-            modules["dashboard"] = "shared.dashboard"
-        names = [n for n in modules if only is None or n in only]
+        names = [n for n in enabled_services(settings) if only is None or n in only]
         log.info(
             "mode %s; Redis %s; services: %s",
             settings.mode,
@@ -126,7 +118,7 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
         specs = [
             ServiceSpec(
                 name,
-                python_module(modules[name]),
+                python_module(f"services.{name}"),
                 {
                     "REDIS_URL": servers.redis_url,
                     "DATABASE_URL": servers.database_url,

@@ -20,7 +20,7 @@ from typing import Any, cast
 from services.executor import ccxt_account as account
 from services.executor.ccxt_account import make_exchange
 from services.executor.ccxt_outcomes import STATUS, Lookups, is_refusal, new_fills
-from services.executor.gateway import Report, VenueBalance, VenueOrder
+from services.executor.gateway import Gateway, Report, VenueBalance, VenueOrder
 from shared.ids import invalid_reason
 from shared.paper import LedgerEntry, dec
 from shared.paper.positions import Position
@@ -41,8 +41,9 @@ class Tracked:
     margin_mode: str | None
 
 
-class CcxtGateway:
-    """Orders, balances, positions, margin loans and allow-listed withdrawals on real venues via ccxt."""
+class CcxtGateway(Gateway):
+    """Orders, balances, positions, margin loans and allow-listed withdrawals on real venues via ccxt
+    (the venue holds the truth: the simulated-venue hooks keep ``Gateway``'s defaults)."""
 
     def __init__(
         self, venues: dict[str, CcxtVenue], exchange_factory: Callable[[CcxtVenue], Any] = make_exchange

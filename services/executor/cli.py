@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 import asyncpg
 import click
 
-from shared.config import ConfigError, load_settings
+from shared.cli_support import load_settings_or_exit, running_stack
 
 OPEN = ("new", "submitted", "accepted", "partially_filled")
 REDIS_TIMEOUT_S = 2.0
@@ -248,15 +247,9 @@ def render(status: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of tables")
 def status(as_json: bool) -> None:
     """Balances, positions (incl. margin), open orders, PnL, order/fill totals, risk state, policy version."""
-    from shared.stack import running_url
-
-    try:
-        settings = load_settings()
-    except ConfigError as exc:
-        click.echo(f"tradewind: {exc}", err=True)
-        sys.exit(2)
-    dsn = running_url(settings, "database")
-    redis_url = running_url(settings, "redis")
+    settings = load_settings_or_exit()
+    found = running_stack(settings, redis=False)  # a stopped stack still has its records
+    dsn, redis_url = found.database_url, found.redis_url
     stopped_stack = None
     if not dsn:
         # The stack has stopped: start its embedded PostgreSQL just long enough to read it.

@@ -3,19 +3,26 @@
 The executor only talks to this interface, so paper and live trading share every line above it.
 A gateway reports what happened through ``poll()`` (order events with fills) and ``drain_ledger()``
 (the balance changes those events and the venue's own actions — interest, transfers — caused).
+
+What only a simulated venue needs (market data to fill against, its state rebuilt from our records,
+its own timers and margin notices, balances readable without a round trip) are hooks with
+defaults for a real venue, so the host never asks which kind of venue it talks to.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from shared.paper import LedgerEntry, PaperExchange, dec
 from shared.paper.positions import Position
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent, Trade
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskEvent, Trade
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 Report = tuple[OrderEvent, int]  # the event, and when it reaches us (ns; 0: as soon as stored)
@@ -46,8 +53,45 @@ class VenueBalance:
     interest: Decimal = Decimal(0)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredOrder:
+    """An order as our records hold it: the intent sent and what its reports said so far."""
+
+    intent: OrderIntent
+    status: str
+    venue_order_id: str
+    filled: Decimal
+    avg_price: Decimal
+
+
+class Records(Protocol):
+    """What a gateway reads from and writes to the executor's records at start-up (``ExecutorStore``)."""
+
+    async def balances(self) -> list[VenueBalance]: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def orders_in(self, statuses: Sequence[str]) -> list[StoredOrder]: ...
+
+    async def record(
+        self,
+        reports: Sequence[Report],
+        ledger: Sequence[LedgerEntry],
+        balances: Iterable[VenueBalance],
+        positions: Iterable[Position],
+    ) -> None: ...
+
+
+OPEN_STATUSES = ("accepted", "partially_filled")
+
+
 class Gateway(Protocol):
-    """What the executor needs from a venue."""
+    """What the executor needs from a venue.
+
+    The hooks after ``close`` have defaults for a real venue (the venue holds the truth, needs no
+    market data and tells nothing without a round trip); a gateway subclassing this protocol
+    inherits them, and the paper venue overrides them.
+    """
 
     async def submit(self, intent: OrderIntent) -> None:
         """Send a new order or, when ``intent.cancel``, a cancel; the outcome arrives via ``poll``."""
@@ -93,20 +137,57 @@ class Gateway(Protocol):
 
     async def close(self) -> None: ...
 
+    poll_interval_s: float = 1.0  # longest wait between two polls while nothing is due
+
+    async def restore(self, records: Records, initial_balances: Mapping[str, Mapping[str, float]]) -> None:
+        """Rebuild the venue's state from our records before anything trades (a real venue holds its own)."""
+        return None
+
+    async def record_start(self, records: Records, balances: list[VenueBalance]) -> None:
+        """Store what the venue holds at start-up, as read for the guard: the risk service starts from it."""
+        await records.record([], [], balances, self.positions())
+
+    def on_market_data(self, message: BookUpdate | Trade) -> None:
+        """Take one market data message (a simulated venue fills against it)."""
+        return None
+
+    def free_balance(self, venue: str, asset: str) -> float | None:
+        """The free spot balance of ``asset`` when known without a round trip, else None."""
+        return None
+
+    def margin_levels(self, venues: Iterable[str]) -> dict[str, float | None]:
+        """The lowest margin level of each venue's margin wallets (None: no loan), for the venues it can tell."""
+        return {}
+
+    def next_due(self) -> int | None:
+        """When (ns) the venue next has something for ``poll``, if it knows; the host polls then."""
+        return None
+
+    def notices(self) -> list[RiskEvent]:
+        """Risk events the venue raised itself since the last call (margin calls, liquidations)."""
+        return []
+
 
 class PaperGateway:
     """The paper exchange behind the gateway interface; fed market data by the executor."""
+
+    poll_interval_s = 0.005  # reports are due at known times (``next_due``); this only bounds the wait
 
     def __init__(self, exchange: PaperExchange, clock: Clock = time.time_ns) -> None:
         self.exchange = exchange
         self.clock = clock
         self._ledger_cursor = 0
+        self._wake: Callable[[], None] = lambda: None
 
     def on_market_data(self, message: BookUpdate | Trade) -> None:
+        """Move the simulated venue's book or match a trade; then the host polls (it may have filled orders)."""
+        if message.exchange not in self.exchange.venues:
+            return
         if isinstance(message, BookUpdate):
             self.exchange.on_book(message)
         else:
             self.exchange.on_trade(message)
+        self._wake()
 
     async def submit(self, intent: OrderIntent) -> None:
         self.exchange.submit(intent, self.clock())
@@ -121,7 +202,7 @@ class PaperGateway:
         return new
 
     def on_report(self, wake: Callable[[], None]) -> None:
-        return None  # the simulated venue's reports are due at known times: the host polls then
+        self._wake = wake  # called after market data: reports then fall due at known times (next_due)
 
     async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
         return client_order_id in self.exchange.orders
@@ -174,3 +255,57 @@ class PaperGateway:
 
     async def close(self) -> None:
         return None
+
+    # ---- what only the simulated venue has ---------------------------------------------------
+
+    async def restore(self, records: Records, initial_balances: Mapping[str, Mapping[str, float]]) -> None:
+        """Rebuild the simulated venue from what earlier runs stored, or fund it the first time."""
+        exchange, now = self.exchange, self.clock()
+        stored = await records.balances()
+        if not stored:
+            for venue, assets in initial_balances.items():
+                if venue in exchange.venues:
+                    for asset, amount in assets.items():
+                        exchange.deposit(venue, asset, amount, now, ref="initial")
+            return
+        for b in stored:
+            exchange.restore_balance(b.exchange, b.wallet, b.asset, b.free + b.locked, b.borrowed, b.interest, now)
+        for pos in await records.positions():
+            exchange.positions[(pos.venue, pos.symbol, pos.margin_mode)] = pos
+        for order in await records.orders_in(OPEN_STATUSES):
+            cost = order.filled * order.avg_price
+            exchange.restore_order(order.intent, order.venue_order_id, order.filled, cost, now)
+        log.info("restored %d balances and the open orders of the paper venue", len(stored))
+
+    async def record_start(self, records: Records, balances: list[VenueBalance]) -> None:
+        return None  # the simulated venue was rebuilt from these very records
+
+    def free_balance(self, venue: str, asset: str) -> float | None:
+        wallet = self.exchange.accounts.wallets.get((venue, "spot"))
+        balance = wallet.balances.get(asset) if wallet else None
+        return float(balance.free) if balance else 0.0
+
+    def margin_levels(self, venues: Iterable[str]) -> dict[str, float | None]:
+        ex = self.exchange
+        out: dict[str, float | None] = {}
+        for venue in venues:
+            levels = [ex.margin_level(v, w) for v, w in ex.accounts.wallets if v == venue and w != "spot"]
+            known = [float(x) for x in levels if x is not None]
+            out[venue] = min(known) if known else None
+        return out
+
+    def next_due(self) -> int | None:
+        return self.exchange.next_due()
+
+    def notices(self) -> list[RiskEvent]:
+        notices, self.exchange.notices = self.exchange.notices, []
+        return [
+            RiskEvent(
+                n.kind,
+                n.ts,
+                "critical" if n.kind == "liquidation" else "warning",
+                n.venue,
+                detail={"wallet": n.wallet, "margin_level": float(n.margin_level)},
+            )
+            for n in notices
+        ]

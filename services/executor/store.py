@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
 from redis.asyncio import Redis
 
-from services.executor.gateway import VenueBalance
+from services.executor.gateway import OPEN_STATUSES, StoredOrder, VenueBalance
 from shared.config import BusSettings
 from shared.paper import LedgerEntry
 from shared.paper.positions import Position
@@ -27,22 +26,14 @@ from shared.storage import Database, ns_to_datetime
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = ("accepted", "partially_filled")
+__all__ = ["OPEN_STATUSES", "UNSENT_STATUSES", "ExecutorStore", "StoredOrder"]
+
 UNSENT_STATUSES = ("submitted",)  # handed to the venue, no report stored yet: it may never have arrived
 PUBLISHED_MARKER = "tw:executor:published:"  # + outbox id; set in the same MULTI as the XADD
 
 
 def d(x: float) -> Decimal:
     return Decimal(repr(x))
-
-
-@dataclass(frozen=True, slots=True)
-class StoredOrder:
-    intent: OrderIntent
-    status: str
-    venue_order_id: str
-    filled: Decimal
-    avg_price: Decimal
 
 
 class ExecutorStore:
@@ -107,6 +98,25 @@ class ExecutorStore:
             VenueBalance(r["exchange"], r["wallet"], r["asset"], r["free"], r["locked"], r["borrowed"], r["interest"])
             for r in rows
         ]
+
+    async def positions(self) -> list[Position]:
+        """Every stored position (its margin loan and interest live in the balances)."""
+        rows = await self.db.fetch(
+            "SELECT exchange, symbol, margin_mode, amount, entry_price, realized_pnl FROM positions"
+        )
+        return [
+            Position(r["exchange"], r["symbol"], r["margin_mode"], r["amount"], r["entry_price"], r["realized_pnl"])
+            for r in rows
+        ]
+
+    async def held_by_strategy(self, strategy: str) -> dict[tuple[str, str], float]:
+        """Net base amount the strategy's filled orders hold per market (what it holds after a restart)."""
+        rows = await self.db.fetch(
+            "SELECT exchange, symbol, sum(CASE WHEN side = 'buy' THEN filled ELSE -filled END) AS net"
+            " FROM orders WHERE strategy = $1 GROUP BY exchange, symbol",
+            strategy,
+        )
+        return {(r["exchange"], r["symbol"]): float(r["net"]) for r in rows if r["net"]}
 
     async def record(
         self,

@@ -18,7 +18,13 @@ TextLevel = tuple[str, str]
 
 
 class OrderBook:
-    """One symbol's book. ``seq`` is the venue sequence of the last update applied (-1: none)."""
+    """One symbol's book. ``seq`` is the venue sequence of the last update applied (-1: none).
+
+    The venue's own book as ingest rebuilds it from the wire: sequence-checked, with the levels'
+    exact text kept where a venue checksums it. Its namesakes: ``shared.paper.book.SimBook`` (the
+    paper venue's book that our simulated orders consume), the arbitrage engine's ``Book`` (an
+    immutable snapshot of visible levels) and ``shared.pretrade.VenueAccount`` (no levels at all).
+    """
 
     __slots__ = ("asks", "asks_text", "bids", "bids_text", "keep_text", "seq", "symbol", "ts")
 

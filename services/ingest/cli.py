@@ -131,10 +131,10 @@ class PlainWriter:
 def capture(exchange: str, symbols: str, out: Path, duration: float | None, base_url_ws: str | None,
             base_url_http: str | None) -> None:  # fmt: skip
     """Record raw frames of a live venue in the plain format, for `normalize` and `replay-server`."""
-    from shared.cli import settings_or_exit
+    from shared.cli_support import load_settings_or_exit
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_or_exit()
+    settings = load_settings_or_exit()
     wanted = [s.strip() for s in symbols.split(",") if s.strip()]
     try:
         frames = asyncio.run(run_capture(settings.ingest, exchange, wanted, out, duration, base_url_ws, base_url_http))

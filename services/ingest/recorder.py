@@ -53,7 +53,10 @@ def snapshot_rows(books: Iterable[tuple[str, OrderBook]], depth: int) -> list[tu
 
 
 class Recorder:
-    """Consume trades into ``trades`` and snapshot books into ``book_snapshots`` until ``stop()``."""
+    """Consume trades into ``trades`` and snapshot books into ``book_snapshots`` until ``stop()``.
+
+    Market data into PostgreSQL; risk's ``Recorder`` (``services.risk.record``) records risk events.
+    """
 
     def __init__(
         self,

@@ -24,10 +24,10 @@ from services.ingest.feed import BusSink, SymbolMap
 from services.ingest.recorder import Recorder
 from services.ingest.replay import ReplayServer
 from services.ingest.venues import get
-from shared.bus import Publisher, RedisBus, connect_redis
+from shared.bus import Publisher, RedisBus
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
-from shared.runtime import on_stop, service_metrics
+from shared.runtime import Need, service_context
 from shared.sections.ingest import VenueSettings
 from shared.storage import Database
 
@@ -165,19 +165,8 @@ def tune_gc() -> tuple[int, int, int]:
 
 async def main(settings: Settings) -> None:
     tune_gc()
-    if not settings.redis_url:
-        raise SystemExit("ingest: REDIS_URL must be set (`tradewind up` sets it)")
-    metrics = service_metrics(settings)
-    redis = connect_redis(settings.redis_url)
-    db: Database | None = None
-    try:
-        if settings.database_url and settings.ingest.recorder.enabled:
-            db = await Database.connect(settings.database_url.get_secret_value(), settings.storage)
-            await db.migrate()
-        ingest = Ingest(settings, redis, db, metrics)
-        on_stop(ingest.stop)
+    recording: Need = "optional" if settings.ingest.recorder.enabled else "unused"  # the recorder is the only reader
+    async with service_context(settings, "ingest", database=recording) as svc:
+        ingest = Ingest(settings, svc.redis, svc.db, svc.metrics)
+        svc.on_stop(ingest.stop)
         await ingest.run()
-    finally:
-        if db is not None:
-            await db.close()
-        await redis.aclose()

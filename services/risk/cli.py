@@ -14,27 +14,9 @@ from urllib.parse import urlsplit
 
 import click
 
-from shared.config import ConfigError, Settings, load_settings
+from shared.cli_support import load_settings_or_exit, running_stack
+from shared.config import Settings
 from shared.schemas import RiskControl, RiskEvent, streams
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        click.echo(f"tradewind: {exc}", err=True)
-        sys.exit(2)
-
-
-def _redis_url(settings: Settings) -> str:
-    from shared.stack import running_url
-
-    url = running_url(settings, "redis")
-    if not url:
-        raise click.ClickException(
-            f"no REDIS_URL set and no running `tradewind up` found ({settings.var_dir}/run/redis.url)"
-        )
-    return url
 
 
 async def send_control(
@@ -72,10 +54,10 @@ def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = F
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from shared.halts import FORCED, HUMAN
-    from shared.stack import running_url
 
-    settings = _settings()
-    url = _redis_url(settings)
+    settings = load_settings_or_exit()
+    found = running_stack(settings)
+    url = found.redis
     control = RiskControl(
         action,  # type: ignore[arg-type]
         time.time_ns(),
@@ -86,7 +68,7 @@ def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = F
         force=force,
     )
     try:
-        remaining = asyncio.run(send_control(settings, url, running_url(settings, "database"), control))
+        remaining = asyncio.run(send_control(settings, url, found.database_url, control))
     except (OSError, RedisConnectionError) as exc:
         where = urlsplit(url).netloc.rpartition("@")[2] or url  # never the password
         raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from None
@@ -200,7 +182,7 @@ def simulate(
     from services.risk.simulate import SimConfig
     from services.risk.simulate import simulate as run_simulation
 
-    settings = _settings()
+    settings = load_settings_or_exit()
     sim = settings.risk.simulation.model_copy(
         update={
             k: v for k, v in {"initial_value": initial_value, "base_fraction": base_fraction}.items() if v is not None
@@ -245,8 +227,7 @@ def state(as_json: bool) -> None:
     """The running risk service's state: halts, crashes, hedges, exposure, PnL, margin levels."""
     from shared.bus import connect_redis
 
-    settings = _settings()
-    url = _redis_url(settings)
+    url = running_stack(load_settings_or_exit()).redis
 
     async def read() -> bytes | str | None:
         redis = connect_redis(url)

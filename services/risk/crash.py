@@ -49,7 +49,11 @@ class Transition:
 
 @dataclass(slots=True)
 class Market:
-    """Running statistics of one venue's market."""
+    """Running statistics of one venue's market: price, highs, trough, crash state.
+
+    What the crash detector watches, not what an order must respect: that is the arbitrage
+    engine's ``Market`` (a spot market's rules: base, quote, steps, minimums).
+    """
 
     exchange: str
     symbol: str

@@ -21,7 +21,7 @@ from typing import Protocol
 from services.risk.crash import CrashDetector, Market, Transition
 from shared.ids import client_order_id
 from shared.pretrade import split_symbol
-from shared.schemas import OrderEvent, OrderIntent, RiskControl, RiskEvent
+from shared.schemas import OrderEvent, OrderIntent, RiskControl, RiskEvent, RiskEventKind
 from shared.sections.risk import HedgeSettings
 
 BLOCK_BUYS = "block_buys"
@@ -39,18 +39,6 @@ class PortfolioView(Protocol):
     def margin_venues(self) -> list[str]: ...
 
     def resting_bids(self, venue: str) -> list[tuple[str, str]]: ...
-
-
-def margin_reduce_amount(assets_value: float, debt: float, price: float, target_level: float) -> float:
-    """Base to buy back (paying quote) so a short's margin level rises to ``target_level``.
-
-    Level = assets / (debt x price); buying x at ``price`` takes x·price from assets and x from
-    debt, so x = (L·debt·price - assets) / ((L - 1)·price).
-    """
-    if debt <= 0 or price <= 0:
-        return 0.0
-    x = (target_level * debt * price - assets_value) / ((target_level - 1) * price)
-    return min(max(x, 0.0), debt)
 
 
 @dataclass
@@ -95,7 +83,8 @@ class Hedger:
         out = Actions()
         detail = {k: round(v, 8) for k, v in t.evidence.items()}
         detail["from_state"] = t.from_state  # type: ignore[assignment]
-        kind = {"crash": "crash_start", "recovery": "crash_recovery", "normal": "crash_end"}[t.to_state]
+        kinds: dict[str, RiskEventKind] = {"crash": "crash_start", "recovery": "crash_recovery", "normal": "crash_end"}
+        kind = kinds[t.to_state]
         severity = "critical" if t.to_state == "crash" else "warning" if t.to_state == "recovery" else "info"
         out.events.append(RiskEvent(kind, t.ts, severity, t.exchange, t.symbol, detail))  # type: ignore[arg-type]
         if t.to_state == "crash" and t.from_state == "normal":

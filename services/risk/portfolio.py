@@ -131,6 +131,14 @@ class Portfolio:
             owed += debt * mark
         return acc.quote / owed if owed > 0 else None
 
+    def margin_assets(self, venue: str) -> float:
+        acc = self.margin.get(venue)
+        return acc.quote if acc else 0.0
+
+    def margin_debts(self, venue: str) -> dict[str, float]:
+        acc = self.margin.get(venue)
+        return dict(acc.debt) if acc else {}
+
     def venue_equity(self, venue: str) -> tuple[float, list[str]]:
         """USD value of the venue's wallets, and the assets left out for want of a mark."""
         value, unpriced = 0.0, []

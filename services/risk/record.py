@@ -26,7 +26,10 @@ async def store_events(db: Database, events: Sequence[RiskEvent]) -> None:
 
 
 class Recorder:
-    """Publish events and controls, and keep every event in PostgreSQL when one is configured."""
+    """Publish events and controls, and keep every event in PostgreSQL when one is configured.
+
+    Risk's own output, not market data: ingest's ``Recorder`` stores trades and book snapshots.
+    """
 
     def __init__(self, bus: RedisBus, db: Database | None) -> None:
         self.bus = bus

@@ -19,7 +19,7 @@ import msgspec
 
 from shared.schemas import BookUpdate, Status, Trade
 
-Market = Trade | BookUpdate
+MarketMessage = Trade | BookUpdate  # what the simulation replays (not a crash.Market)
 NS = 1_000_000_000
 _decoder = msgspec.json.Decoder(Trade | BookUpdate | Status, strict=False)
 
@@ -28,10 +28,10 @@ class DataError(ValueError):
     """A line of the data file is not a normalized message; the text names file and line."""
 
 
-def load_messages(path: Path) -> list[Market]:
+def load_messages(path: Path) -> list[MarketMessage]:
     """Read a normalized JSON-lines file (status lines skipped), sorted by receive time."""
     opener = gzip.open if path.suffix == ".gz" else open
-    out: list[Market] = []
+    out: list[MarketMessage] = []
     try:
         with opener(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
@@ -80,7 +80,7 @@ class CrashProfile:
         return self.start_ns < ts < self.start_ns + int(self.fall_s * NS)
 
 
-def inject(messages: Iterable[Market], crash: CrashProfile | None, levels: int = 20) -> Iterator[Market]:
+def inject(messages: Iterable[MarketMessage], crash: CrashProfile | None, levels: int = 20) -> Iterator[MarketMessage]:
     """Yield ``messages`` with ``crash`` applied (``None`` or depth 0: unchanged)."""
     if crash is None or crash.depth <= 0:
         yield from messages

@@ -20,18 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from services.risk.crash import CrashDetector
-from services.risk.hedge import Actions, Hedger, margin_reduce_amount
+from services.risk.hedge import Actions, Hedger
+from services.risk.margin import MarginSafety
 from services.risk.portfolio import Portfolio
 from services.risk.record import Recorder
 from services.risk.restore import NoLiveBalances, save_peaks, wait_for_portfolio
 from shared import halts
-from shared.bus import Consumer, Delivery, RedisBus, connect_redis
+from shared.bus import Bus, Consumer, Delivery
 from shared.config import Settings
 from shared.halts import Halt, HaltSet
-from shared.ids import client_order_id
-from shared.runtime import on_stop, service_metrics
+from shared.runtime import ServiceContext, on_stop, service_context
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Status, Trade, streams
-from shared.storage import Database
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,12 @@ class RiskService:
         self.last_data: dict[str, int] = {}  # venue -> wall-clock ns of its last message
         self.halts = HaltSet()  # every active halt, its own and humans' (durable: shared.halts)
         self.unconfirmed_feeds: set[str] = set()  # feed halts restored at start: lifted by the next data
-        self.margin_cooldown: dict[str, int] = {}
+        self.margin = MarginSafety(self.risk, self.detector, self.portfolio)
 
     def use_portfolio(self, portfolio: Portfolio) -> None:
         self.portfolio = portfolio
         self.hedger.view = portfolio
+        self.margin.view = portfolio
 
     def restore_halts(self, stored: HaltSet) -> None:
         """Take over the halts stored before a restart. A feed halt's "resynced" may have been missed
@@ -184,40 +184,7 @@ class RiskService:
             detail = {"equity": equity, "intraday": intraday, "total": total}
             out.controls.append(control)
             out.events.append(RiskEvent("drawdown_halt", now, "critical", detail=detail))  # type: ignore[arg-type]
-        for venue in self.portfolio.margin_venues():
-            out.extend(self._margin_safety(venue, now))
-        return out
-
-    def _margin_safety(self, venue: str, now: int) -> Actions:
-        level = self.portfolio.margin_level(venue)
-        if level is None or level >= self.risk.margin_floor or now < self.margin_cooldown.get(venue, 0):
-            return Actions()
-        self.margin_cooldown[venue] = now + 5 * NS
-        out = Actions(events=[RiskEvent("margin_low", now, "critical", venue, None, {"level": level})])
-        acc = self.portfolio.margin[venue]
-        for asset, debt in acc.debt.items():
-            market = next(
-                (m for (v, _), m in self.detector.markets.items() if v == venue and m.key.startswith(asset + "/")), None
-            )
-            if market is None or not market.ask or debt <= 0:
-                continue
-            qty = margin_reduce_amount(acc.quote, debt, market.ask, self.risk.margin_target)
-            if qty > 0:
-                out.intents.append(
-                    OrderIntent(
-                        client_order_id("rm", now, key=venue),
-                        venue,
-                        market.symbol,
-                        "buy",
-                        "ioc",
-                        qty,
-                        now,
-                        price=market.ask * (1 + self.risk.hedge.band),
-                        strategy="risk-margin",
-                        margin_mode="cross",
-                        reduce_only=True,
-                    )
-                )
+        out.extend(self.margin.check(now))
         return out
 
     def state(self) -> dict[str, Any]:
@@ -253,7 +220,7 @@ class RiskService:
         }
 
 
-async def publish(bus: RedisBus, recorder: Recorder, actions: Actions) -> None:
+async def publish(bus: Bus, recorder: Recorder, actions: Actions) -> None:
     if actions.intents:
         await bus.publish_many([(streams.ORDERS_INTENTS, i) for i in actions.intents])
     await recorder.emit(actions.events, actions.controls)
@@ -266,18 +233,17 @@ async def main(settings: Settings) -> None:
 
 
 async def run(settings: Settings, stopping: asyncio.Event) -> None:
-    """Run until ``stopping`` is set; the batch in flight is finished and acked."""
-    if not settings.redis_url:
-        raise SystemExit("risk: REDIS_URL is not set (run it under `tradewind up`, or set REDIS_URL)")
-    metrics = service_metrics(settings)
-    redis = connect_redis(settings.redis_url)
-    bus = RedisBus(redis, settings.bus, metrics)
-    db = None
-    if settings.database_url:
-        db = await Database.connect(settings.database_url.get_secret_value(), settings.storage)
-        await db.migrate()
-    elif settings.mode == "live":
-        raise SystemExit("risk: refuses to run live without DATABASE_URL (it starts from the venues' stored balances)")
+    """Run until ``stopping`` is set; the batch in flight is finished and acked.
+
+    PostgreSQL is optional, except live: live risk starts from the venues' stored balances."""
+    live = settings.mode == "live"
+    why = "live risk starts from the venues' stored balances" if live else ""
+    async with service_context(settings, "risk", database="required" if live else "optional", database_why=why) as svc:
+        await watch(svc, stopping)
+
+
+async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
+    settings, redis, bus, db, metrics = svc.settings, svc.redis, svc.bus, svc.db, svc.metrics
     recorder = Recorder(bus, db)
     service = RiskService(settings)
     # Before the first decision: the halts in force, the holdings and the drawdown peaks as stored.
@@ -352,9 +318,4 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
     limits = settings.risk.limits.model_dump()
     await recorder.emit([RiskEvent("service_start", time.time_ns(), detail={**limits, "mode": settings.mode})])
     log.info("risk: watching %d market-data streams; heartbeat every %.1fs", len(md_streams), settings.risk.heartbeat_s)
-    try:
-        await asyncio.gather(ticker(), *(c.run() for c in consumers))
-    finally:
-        if db is not None:
-            await db.close()
-        await redis.aclose()
+    await asyncio.gather(ticker(), *(c.run() for c in consumers))

@@ -14,14 +14,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from services.risk.crash import CrashDetector, Transition
-from services.risk.hedge import Actions, Hedger, margin_reduce_amount
-from services.risk.replay import NS, CrashProfile, inject, load_messages
-from services.risk.replay import Market as Msg
+from services.risk.hedge import Actions, Hedger
+from services.risk.margin import MarginSafety
+from services.risk.replay import NS, CrashProfile, MarketMessage, inject, load_messages
 from shared.paper import PaperExchange
 from shared.pretrade import PreTradeGuard, split_symbol
 from shared.schemas import BookUpdate, OrderIntent, RiskControl
@@ -33,11 +32,15 @@ MARGIN: MarginMode = "cross"
 
 
 class PaperView:
-    """The hedger's view of the paper exchange's wallets (implements ``hedge.PortfolioView``)."""
+    """The paper exchange's wallets as the risk rules see them (``hedge.PortfolioView``, ``margin.MarginView``).
 
-    def __init__(self, exchange: PaperExchange, margin_venues: list[str]) -> None:
+    ``prices``: venue -> base -> last price, the simulation's marks (quote: 1).
+    """
+
+    def __init__(self, exchange: PaperExchange, margin_venues: list[str], prices: dict[str, dict[str, float]]) -> None:
         self.ex = exchange
         self.venues = margin_venues
+        self.prices = prices
 
     def _balance(self, venue: str, wallet: str, asset: str) -> tuple[float, float]:
         """(holdings, liabilities) of one asset in one wallet, without creating the wallet."""
@@ -63,6 +66,18 @@ class PaperView:
 
     def resting_bids(self, venue: str) -> list[tuple[str, str]]:
         return [(o.client_order_id, o.symbol) for o in self.ex.open_orders(venue) if o.side == "buy"]
+
+    def margin_level(self, venue: str) -> float | None:
+        level = self.ex.margin_level(venue, MARGIN) if (venue, MARGIN) in self.ex.accounts.wallets else None
+        return float(level) if level is not None else None
+
+    def margin_assets(self, venue: str) -> float:
+        return self.margin_values(venue, self.prices.get(venue, {}))[0]
+
+    def margin_debts(self, venue: str) -> dict[str, float]:
+        w = self.ex.accounts.wallets.get((venue, MARGIN))
+        debts = {asset: float(b.borrowed + b.interest) for asset, b in w.balances.items()} if w else {}
+        return {asset: debt for asset, debt in debts.items() if debt > 0}
 
     def margin_values(self, venue: str, prices: dict[str, float]) -> tuple[float, float]:
         """Assets and liabilities of the venue's margin wallet, valued with ``prices`` (quote: 1)."""
@@ -106,7 +121,7 @@ class Simulation:
         self.max_short = 0.0
         self.sold_notional = 0.0
 
-    def run(self, messages: list[Msg]) -> dict[str, Any]:
+    def run(self, messages: list[MarketMessage]) -> dict[str, Any]:
         venue = self.cfg.venue or messages[0].exchange
         symbol = self.cfg.symbol or next(m.symbol for m in messages if m.exchange == venue)
         base, quote = split_symbol(symbol)
@@ -125,11 +140,13 @@ class Simulation:
         sims = {v: self.venue_sims.get(v, VenueSim()).model_copy(update={"valuation_asset": quote}) for v in venues}
         ex = PaperExchange(sims, seed=self.cfg.seed, id_prefix="S")
         margin_venues = list(self.cfg.margin_venues or (venue,))
-        view = PaperView(ex, margin_venues)
+        prices: dict[str, dict[str, float]] = {}  # venue -> base -> last price
+        view = PaperView(ex, margin_venues, prices)
         hedger = Hedger(
             self.risk.hedge.model_copy(update={"enabled": self.cfg.hedge}), self.detector, view, "sim-hedge"
         )
-        prices: dict[str, dict[str, float]] = {}  # venue -> base -> last price
+        margin = MarginSafety(self.risk, self.detector, view)  # the risk service's rule, on its heartbeat
+        heartbeat_ns, next_beat = int(self.risk.heartbeat_s * NS), 0
         equity0 = peak = max_dd = 0.0
         funded = False
         last_ns = start
@@ -159,7 +176,9 @@ class Simulation:
             actions = hedger.on_transition(t) if t else hedger.on_tick(msg.exchange, msg.symbol, now)
             if t:
                 self.transitions.append(t)
-            actions.extend(self._margin_safety(ex, view, hedger, prices, base, symbol, now))
+            if now >= next_beat:
+                next_beat = now + heartbeat_ns
+                actions.extend(margin.check(now))
             self._send(actions, now)
             eq = self._equity(ex, venue, base, prices)
             peak = max(peak, eq)
@@ -167,6 +186,7 @@ class Simulation:
             self.max_short = max(self.max_short, max(view.short_debt(v, base) for v in margin_venues))
         self._submit_due(last_ns + 10 * NS, ex)
         self._deliver(ex.poll(last_ns + 10 * NS), hedger)
+        self.margin_reductions = margin.reductions
         return self._report(ex, view, crash, venue, symbol, equity0, self._equity(ex, venue, base, prices), max_dd)
 
     def _fund(
@@ -217,46 +237,6 @@ class Simulation:
             self.guard.on_order_event(event)
             if event.side == "sell":
                 self.sold_notional += sum(f.price * f.amount for f in event.fills)
-
-    def _margin_safety(
-        self,
-        ex: PaperExchange,
-        view: PaperView,
-        hedger: Hedger,
-        prices: dict[str, dict[str, float]],
-        base: str,
-        symbol: str,
-        now: int,
-    ) -> Actions:
-        out = Actions()
-        for venue in view.margin_venues():
-            level = ex.margin_level(venue, MARGIN)
-            price = prices.get(venue, {}).get(base)
-            if level is None or price is None or level >= Decimal(repr(self.risk.margin_floor)):
-                continue
-            if any(h.in_flight for h in hedger.hedges.values()) or self.pending:
-                continue  # one order at a time: the hedger's own or this one
-            assets, _ = view.margin_values(venue, {base: price})
-            qty = margin_reduce_amount(assets, view.short_debt(venue, base), price, self.risk.margin_target)
-            m = self.detector.market(venue, symbol)
-            if qty > 0 and m.ask:
-                self.margin_reductions += 1
-                out.intents.append(
-                    OrderIntent(
-                        f"margin-{now}",
-                        venue,
-                        symbol,
-                        "buy",
-                        "ioc",
-                        qty,
-                        now,
-                        price=m.ask * (1 + self.risk.hedge.band),
-                        strategy="margin-safety",
-                        margin_mode=MARGIN,
-                        reduce_only=True,
-                    )
-                )
-        return out
 
     def _report(
         self,

@@ -87,9 +87,9 @@ def train(
     to stderr.
     """
     from services.trainer.training import RayUnavailable, TrainingError, load_config, ray_session
-    from shared.cli import settings_or_exit
+    from shared.cli_support import load_settings_or_exit
 
-    settings = settings_or_exit()
+    settings = load_settings_or_exit()
     try:
         bars = load_bars(data_path, bar_seconds)
         config = load_config(algo, config_path, overrides)
@@ -123,7 +123,8 @@ def _train(
     from services.trainer.training import train as run_training
 
     if folds > 0:
-        from services.trainer.evaluation import public_report, walk_forward_train
+        from services.trainer.evaluation import public_report
+        from services.trainer.folds import walk_forward_train
 
         with contextlib.redirect_stdout(sys.stderr):
             try:
@@ -198,13 +199,13 @@ def backtest(
     """
     from services.trainer.evaluation import public_report, walk_forward, write_equity_html
     from services.trainer.policy import load_policy
-    from shared.cli import settings_or_exit
+    from shared.cli_support import load_settings_or_exit
     from shared.rl.costs import CostModel, FeeTier
     from shared.rl.env_config import EnvConfig
     from shared.rl.features import compute_features
     from shared.rl.policy import CheckpointPolicy, PolicyError
 
-    settings = settings_or_exit()
+    settings = load_settings_or_exit()
     try:
         bars = load_bars(data_path, bar_seconds)
         policy = load_policy(policy_spec, settings.trainer.policy_dir)
@@ -311,23 +312,20 @@ def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
     """
     from services.trainer.promotion import promote_checkpoint, read_checkpoint
     from shared.bus import RedisBus, connect_redis
-    from shared.cli import settings_or_exit
+    from shared.cli_support import load_settings_or_exit, running_stack
     from shared.rl.policy import PolicyError
-    from shared.stack import running_url
     from shared.storage import Database
 
-    settings = settings_or_exit()
+    settings = load_settings_or_exit()
     try:
         path, meta = read_checkpoint(checkpoint, settings.trainer.policy_dir)
     except (PolicyError, ValueError) as exc:
         _fail(str(exc))
-    dsn, redis_url = running_url(settings, "database"), running_url(settings, "redis")
-    if not dsn or not redis_url:
-        _fail("policy promote: no DATABASE_URL/REDIS_URL set and no running `tradewind up` found")
+    found = running_stack(settings, database=True)
 
     async def run() -> dict[str, Any]:
-        db = await Database.connect(str(dsn), settings.storage)
-        redis = connect_redis(str(redis_url))
+        db = await Database.connect(found.database, settings.storage)
+        redis = connect_redis(found.redis)
         try:
             await db.migrate()
             return await promote_checkpoint(db, RedisBus(redis, settings.bus), path, meta, exchange, symbol)

@@ -1,6 +1,8 @@
 """Policies that turn bars into positions: the rule-based baselines, and `load_policy` for the CLI.
 
 Trained policies load from their weights-only `actor.npz` (`shared.rl.weights`, shared with the executor).
+Here a policy is anything with `positions(market, start, stop, config)` over a whole backtest;
+`shared.rl.policy` is the other `policy.py`: a trained network acting bar by bar, the executor's too.
 """
 
 from __future__ import annotations

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.trainer.evaluation import PolicyRegistry
 from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH, PolicyError
 from shared.rl.weights import load_weights_policy
+
+if TYPE_CHECKING:  # the bus (redis) is loaded only by those that publish
+    from shared.bus import Bus
 
 
 def read_checkpoint(path: str | Path, root: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
@@ -33,7 +36,7 @@ def read_checkpoint(path: str | Path, root: str | Path | None = None) -> tuple[P
 
 
 async def promote_checkpoint(
-    db: Any, bus: Any, checkpoint: Path, meta: dict[str, Any], exchange: str, symbol: str
+    db: Any, bus: Bus, checkpoint: Path, meta: dict[str, Any], exchange: str, symbol: str
 ) -> dict[str, Any]:
     """Record a checkpoint (from `read_checkpoint`) as a trial for (exchange, symbol), mark it
     promoted and publish it."""

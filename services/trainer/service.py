@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from services.trainer.data import DataError, load_bars_from_db
+from services.trainer.errors import TrainingError
 from services.trainer.evaluation import PolicyRegistry, public_report, should_promote, walk_forward
-from services.trainer.training import Split, TrainingError, feature_options, load_config, train
-from shared.bus import Consumer, Delivery, RedisBus, connect_redis
+from services.trainer.splits import Split
+from services.trainer.training import feature_options, load_config, train
+from shared.bus import Consumer, Delivery
 from shared.config import Settings
 from shared.rl.bars import Bars
 from shared.rl.features import compute_features
 from shared.rl.live_bars import LiveBars
 from shared.rl.weights import load_weights_policy
-from shared.runtime import on_stop
+from shared.runtime import ServiceContext, service_context
 from shared.schemas import Trade, streams
 from shared.sections.trainer import TrainerSettings
 from shared.storage import Database
@@ -239,26 +241,27 @@ async def _seed_from_db(trainer: OnlineTrainer, db: Database, exchanges: list[st
 
 
 async def main(settings: Settings) -> None:
-    redis_url = settings.redis_url
-    db_url = settings.database_url.get_secret_value() if settings.database_url else None
-    if not redis_url or not db_url:
-        raise SystemExit("trainer: REDIS_URL and DATABASE_URL must be set (`tradewind up` sets both)")
-    redis = connect_redis(redis_url)
-    db = await Database.connect(db_url, settings.storage)
-    await db.migrate()
-    trainer = OnlineTrainer(settings, PolicyRegistry(db, RedisBus(redis, settings.bus)))
+    async with service_context(settings, "trainer") as svc:
+        await run(svc)
+
+
+async def run(svc: ServiceContext) -> None:
+    """Consume the configured venues' trades and run a training round every ``trainer.interval_s``."""
+    settings = svc.settings
+    trainer = OnlineTrainer(settings, PolicyRegistry(svc.database, svc.bus))
     exchanges = settings.trainer.venues or [n for n, v in settings.ingest.venues.items() if v.enabled]
 
     async def handle(deliveries: list[Delivery]) -> None:
         trainer.on_trades([m for d in deliveries for m in d.messages if isinstance(m, Trade)])
 
     consumer = Consumer(
-        redis,
+        svc.redis,
         [streams.md_trades(e) for e in exchanges],
         settings.trainer.group,
         handle,
         settings.bus,
         name=f"trainer-{uuid.uuid4().hex[:6]}",
+        metrics=svc.metrics,
     )
     stopping = asyncio.Event()
 
@@ -266,8 +269,8 @@ async def main(settings: Settings) -> None:
         consumer.stop()
         stopping.set()
 
-    on_stop(stop)
-    await _seed_from_db(trainer, db, exchanges)
+    svc.on_stop(stop)
+    await _seed_from_db(trainer, svc.database, exchanges)
     consuming = asyncio.create_task(consumer.run())
     log.info(
         "trainer: consuming %s; a round every %.0fs once %d bars are in",
@@ -287,5 +290,3 @@ async def main(settings: Settings) -> None:
     finally:
         stop()
         await consuming
-        await db.close()
-        await redis.aclose()

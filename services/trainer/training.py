@@ -21,20 +21,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from services.trainer.backtest import metrics
 from services.trainer.env import TradingEnv
+from services.trainer.errors import TrainingError
+from services.trainer.evaluation import evaluate_split, run_backtest
+from services.trainer.splits import Split
 from shared.rl.bars import Bars
 from shared.rl.costs import CostModel, FeeTier
 from shared.rl.env_config import EnvConfig, env_config_to_dict
 from shared.rl.features import MarketData, compute_features
-from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH
+from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH, CheckpointPolicy
 from shared.rl.weights import export_weights
 
 ALGOS = ("dqn", "ppo", "appo")
 CONFIG_DIR = Path(__file__).parent / "configs"
-
-
-class TrainingError(RuntimeError):
-    """A training run that cannot start: bad config, too little data, unknown algorithm."""
 
 
 def load_config(algo: str, path: str | Path | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -88,26 +88,6 @@ def env_config_from(config: dict[str, Any], start: int = 0, stop: int | None = N
         return EnvConfig(cost=cost_model_from(config), start=start, stop=stop, **env)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"[env] section: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class Split:
-    """Bar index ranges by time: train [0, train_end), validation [train_end, validation_end), test after."""
-
-    train_end: int
-    validation_end: int
-    n_bars: int
-
-    @classmethod
-    def by_fractions(cls, n_bars: int, train: float, validation: float) -> Split:
-        train_end = int(n_bars * train)
-        validation_end = int(n_bars * (train + validation))
-        if train_end < 300 or validation_end - train_end < 50 or n_bars - validation_end < 50:
-            raise TrainingError(
-                f"data: {n_bars} bars are too few for a train/validation/test split of "
-                f"{train:.0%}/{validation:.0%}/{1 - train - validation:.0%} (need >= 300 train, 50 each held out)"
-            )
-        return cls(train_end, validation_end, n_bars)
 
 
 class RLlibTradingEnv(TradingEnv):
@@ -276,8 +256,6 @@ def train(
     instead of starting from scratch. `bar_clock` (exchange or receive time) is recorded with
     the bar length so a live consumer of the policy builds the same bars.
     """
-    from services.trainer.evaluation import evaluate_split
-
     config = config or load_config(algo)
     split_cfg = config.get("split", {})
     features = feature_options(config)
@@ -364,10 +342,6 @@ class ValidationSelection:
         self.best: tuple[float, int, Any] | None = None
 
     def check(self, algorithm: Any, sampled: int) -> None:
-        from services.trainer.backtest import metrics
-        from services.trainer.evaluation import run_backtest
-        from shared.rl.policy import CheckpointPolicy
-
         policy = CheckpointPolicy(algorithm.get_module(), self.meta, Path("."))  # the sampler's synced copy
         result = run_backtest(policy, self.market, self.split.train_end, self.split.validation_end, self.env_config)
         sharpe = float(metrics(result)["sharpe"])

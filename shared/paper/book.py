@@ -12,7 +12,12 @@ Level = tuple[float, float]
 
 class SimBook:
     """Price → amount per side. Liquidity our own taker orders consume is removed until the venue
-    next reports that level, so two orders never take the same visible volume."""
+    next reports that level, so two orders never take the same visible volume.
+
+    Unlike ingest's ``OrderBook`` (the venue's book rebuilt from the wire, sequence-checked) and the
+    arbitrage engine's ``Book`` (a read-only snapshot), this one is matched against and remembers
+    what our own orders took.
+    """
 
     __slots__ = ("asks", "bids", "seq")
 

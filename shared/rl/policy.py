@@ -6,7 +6,8 @@ action at every bar is a function of the bar and the position held. So the backt
 network in batches over bars for one held position at a time, chunk by chunk, and computes
 another position's actions only when the policy moves there: a policy that holds its positions
 for a while costs about one forward pass per bar. The executor's RL strategy calls `act` on one
-observation per bar close.
+observation per bar close. (`services.trainer.policy` holds the backtest's baselines and the
+protocol both kinds of policy meet there.)
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from shared.schemas.messages import (
     PolicyUpdate,
     RiskControl,
     RiskEvent,
+    RiskEventKind,
     Status,
     Trade,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "PolicyUpdate",
     "RiskControl",
     "RiskEvent",
+    "RiskEventKind",
     "Status",
     "Trade",
     "decode",

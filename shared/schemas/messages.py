@@ -100,8 +100,30 @@ class OrderEvent(Message, tag="order", frozen=True):
     reason: str = ""  # rejection reason code, e.g. "risk.max_notional", "venue.min_notional"
 
 
+RiskEventKind = Literal[
+    "halt",  # a venue's feed went bad or stale (risk), or a human's halt (`tradewind halt`)
+    "resume",  # the same, lifted
+    "drawdown_halt",  # intraday or total drawdown over its limit: everything halts
+    "drawdown_reset",  # a forced resume lifted a drawdown halt; the peaks restart from today's equity
+    "margin_low",  # a margin account under ``margin_floor``: its shorts are bought back
+    "crash_start",  # the flash-crash detector's states of one market
+    "crash_recovery",
+    "crash_end",
+    "hedge_open",  # a crash hedge sized, opened, closed, or impossible
+    "hedge_closed",
+    "hedge_unavailable",
+    "margin_call",  # the paper venue's notices (shared.paper)
+    "liquidation",
+    "reconcile_mismatch",  # the executor's books and the venue's balances disagree
+    "service_start",  # the risk service started, with its limits
+]
+
+
 class RiskEvent(Message, tag="risk", frozen=True):
-    kind: str  # e.g. "limit_breach", "halt", "resume", "crash_start", "crash_end", "hedge"
+    # One of RiskEventKind. A plain str on the wire: msgspec refuses a Literal's unknown value, and
+    # an entry written by an older or newer version (its whole batch) must still decode. Builders
+    # type their kinds as RiskEventKind; tests/shared/test_schemas.py checks every one in the source.
+    kind: str
     ts: int
     severity: Literal["info", "warning", "critical"] = "info"
     exchange: str | None = None

@@ -1,7 +1,7 @@
 """The momentum baseline trades only markets whose quote its notional is denominated in, and only
 with the quote balance to pay for a buy."""
 
-from services.executor.strategy import MomentumStrategy
+from services.executor.strategies.momentum import MomentumStrategy
 from shared.sections.executor import ExecutorSettings
 
 RISING = [100.0, 100.5, 101.0, 101.5, 102.0, 102.5]

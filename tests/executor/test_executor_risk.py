@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 
 from services.executor.cli import collect, halt_state
 from services.executor.gateway import PaperGateway
-from services.executor.service import Executor, guarded_limits
+from services.executor.guarding import guarded_limits
+from services.executor.service import Executor
 from services.risk.cli import send_control
 from services.risk.service import run as run_risk
 from shared.bus import connect_redis

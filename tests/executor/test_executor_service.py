@@ -12,7 +12,7 @@ import pytest
 from services.executor.cli import collect
 from services.executor.gateway import PaperGateway
 from services.executor.service import Executor
-from services.executor.strategy import MomentumStrategy
+from services.executor.strategies.momentum import MomentumStrategy
 from shared.bus import connect_redis
 from shared.config import Settings
 from shared.paper import PaperExchange

@@ -19,8 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from services.executor.gateway import PaperGateway
-from services.executor.rl_strategy import RLStrategy, held_by_strategy
 from services.executor.service import Executor
+from services.executor.store import ExecutorStore
+from services.executor.strategies.rl import RLStrategy
 from services.trainer.cli import policy as policy_cli
 from services.trainer.data import bars_from_trades
 from services.trainer.synth import make_market
@@ -188,7 +189,8 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
     task = asyncio.create_task(executor.run())
     try:
         await asyncio.wait_for(executor.ready.wait(), 20)
-        assert executor.rl is not None and executor.rl.active is None  # idle: nothing promoted yet
+        rl = executor.strategies.by_name.get("rl")
+        assert isinstance(rl, RLStrategy) and rl.active is None  # idle: nothing promoted yet
         snap = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
         await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(snap)})
         deadline = time.monotonic() + 20
@@ -212,9 +214,9 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
         assert isinstance(update, PolicyUpdate) and update.policy_id == rows[0]["id"]
         assert update.checkpoint_uri == registered(checkpoint)  # the executor checks the weights against it
         deadline = time.monotonic() + 20
-        while executor.rl.active is None and time.monotonic() < deadline:
+        while rl.active is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert executor.rl.active is not None and executor.rl.active.policy_id == rows[0]["id"]
+        assert rl.active is not None and rl.active.policy_id == rows[0]["id"]
 
         # the recorded trades, priced at the book's level so the paper fills are sensible
         scale = float(snap.bids[0][0]) / recorded_trades()[0].price
@@ -225,10 +227,10 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
 
         trades = recorded_trades(scale)
         deadline = time.monotonic() + 30
-        while executor.rl.ticks < len(trades) and time.monotonic() < deadline:
+        while rl.ticks < len(trades) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert executor.rl.ticks == len(trades)
-        longs = [level for _, _, level in executor.rl.decisions if level > 0]
+        assert rl.ticks == len(trades)
+        longs = [level for _, _, level in rl.decisions if level > 0]
         assert longs, "the policy never went long on these bars: no order to check"
         intents = []
         for _, fields in await redis.xrange(streams.ORDERS_INTENTS):
@@ -250,11 +252,11 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
         # what a restarted executor would seed its holdings with: the same as the strategy's own book
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            stored = await held_by_strategy(db)
-            if stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(executor.rl.held[("binance", "BTC/USDT")]):
+            stored = await ExecutorStore(db).held_by_strategy("rl")
+            if stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(rl.held[("binance", "BTC/USDT")]):
                 break
             await asyncio.sleep(0.1)
-        assert stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(executor.rl.held[("binance", "BTC/USDT")])
+        assert stored.get(("binance", "BTC/USDT"), 0.0) == pytest.approx(rl.held[("binance", "BTC/USDT")])
     finally:
         executor.stop()
         await asyncio.wait_for(task, 20)

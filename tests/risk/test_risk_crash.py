@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from services.risk.crash import CrashDetector
-from services.risk.hedge import Hedger, margin_reduce_amount
+from services.risk.hedge import Hedger
+from services.risk.margin import margin_reduce_amount
 from services.risk.replay import NS, CrashProfile, inject, load_messages
 from services.risk.simulate import SimConfig, simulate
 from shared.schemas import BookUpdate, Trade

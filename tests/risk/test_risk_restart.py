@@ -43,6 +43,14 @@ async def state_where(redis: Redis, ok: Any, timeout: float = 20.0) -> dict[str,
         await asyncio.sleep(0.02)
 
 
+async def groups_exist(redis: Redis, names: list[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while not (await redis.exists(name) and await redis.xinfo_groups(name)):
+            assert time.monotonic() < deadline, f"the risk service never joined {name}"
+            await asyncio.sleep(0.02)
+
+
 async def seed(db: Database, redis: Redis) -> None:
     """What an earlier run left: spot and cross-margin wallets (a BTC short), one fill, peaks, a drawdown halt."""
     rows = [("spot", "USDT", 10_000, 0), ("spot", "BTC", 1, 0), ("cross", "USDT", 5_000, 0), ("cross", "BTC", 0, 0.5)]
@@ -93,6 +101,7 @@ async def test_restart_rebuilds_portfolio_peaks_and_halts(isolated: tuple[str, s
     try:
         book = BookUpdate("binance", "BTC/USDT", 1, 1, 1, [(19_999.0, 1.0)], [(20_001.0, 1.0)], snapshot=True)
         await state_where(redis, lambda s: s["halted"] == "total drawdown")  # the service is up, still halted
+        await groups_exist(redis, [streams.md_book("binance"), streams.ORDERS_EVENTS])  # "$" groups: read from now
         await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(book)})
         # 10,000 + 1 BTC + 5,000 in margin - a 0.5 BTC debt, at 20,000: 25,000, 1/6 below the stored peak of 30,000
         state = await state_where(redis, lambda s: s["equity"] == 25_000.0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+from pathlib import Path
+from typing import get_args
 
 import msgspec
 import pytest
@@ -18,6 +21,7 @@ from shared.schemas import (
     PolicyUpdate,
     RiskControl,
     RiskEvent,
+    RiskEventKind,
     Status,
     Trade,
     decode,
@@ -71,3 +75,34 @@ def test_wrong_types_are_rejected_with_the_field_named():
 def test_arbitrary_bytes_never_raise_anything_but_decode_error(data):
     with contextlib.suppress(DecodeError):
         decode(data)
+
+
+def _risk_event_kinds_in_source() -> dict[str, str]:
+    """Every kind given as a string literal to ``RiskEvent(...)`` (or as the hedger's crash kinds) in
+    shared/ and services/: kind -> where."""
+    root = Path(__file__).parents[2]
+    found: dict[str, str] = {}
+    for path in sorted([*root.joinpath("shared").rglob("*.py"), *root.joinpath("services").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "RiskEvent"):
+                continue
+            args = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "kind")]
+            if args and isinstance(args[0], ast.Constant):
+                found[args[0].value] = f"{path.relative_to(root)}:{node.lineno}"
+    return found
+
+
+def test_every_risk_event_kind_built_is_a_documented_kind():
+    kinds = set(get_args(RiskEventKind))
+    found = _risk_event_kinds_in_source()
+    assert {"halt", "margin_low", "hedge_open", "reconcile_mismatch"} <= set(found)  # the reader sees them
+    assert {k: where for k, where in found.items() if k not in kinds} == {}
+    # built from other values: the crash detector's states (services/risk/hedge.py) and the paper
+    # venue's notices (shared.paper Notice.kind), forwarded by the executor
+    assert {"crash_start", "crash_recovery", "crash_end", "margin_call", "liquidation"} <= kinds
+
+
+def test_a_risk_event_of_an_unknown_kind_still_decodes():
+    """An entry from another version of the code, with a kind this one does not know, is still read."""
+    (event,) = decode(encode([RiskEvent("limit_breach", 1)]))
+    assert isinstance(event, RiskEvent) and event.kind == "limit_breach"

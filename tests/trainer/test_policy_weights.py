@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.executor.rl_strategy import RLStrategy
+from services.executor.strategies.rl import RLStrategy
 from services.trainer.env import TradingEnv
 from services.trainer.synth import make_market
 from services.trainer.training import build_algorithm_config, env_config_from, feature_options, load_config
@@ -119,7 +119,7 @@ async def test_executor_trades_only_registered_weights(
 ) -> None:
     root, sha = exported
     strategy = RLStrategy(ExecutorSettings(policy_dir=str(root), rl_bar_seconds=1.0), run_id="t")
-    caplog.set_level(logging.ERROR, logger="services.executor.rl_strategy")
+    caplog.set_level(logging.ERROR, logger="services.executor.strategies.rl")
     assert not await strategy.load(with_sha(str(root / "p1"), "f" * 64), "bad", "binance", "BTC/USDT")
     assert strategy.active is None and "differs from the registry" in caplog.text  # refused, logged, not traded
     assert not await strategy.load(str(root / "p1"), "unregistered", "binance", "BTC/USDT")

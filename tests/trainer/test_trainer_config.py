@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.training import Split, TrainingError, env_config_from, load_config
+from services.trainer.errors import TrainingError
+from services.trainer.splits import Split
+from services.trainer.training import env_config_from, load_config
 
 
 def test_defaults_then_file_then_overrides(tmp_path: Path) -> None:

@@ -70,9 +70,9 @@ def scan_command(
     as_json: bool,
 ) -> None:
     """Find profitable cycles in one snapshot of order books, best first."""
-    from shared.cli import settings_or_exit
+    from shared.cli_support import load_settings_or_exit
 
-    settings = settings_or_exit().arbitrage
+    settings = load_settings_or_exit().arbitrage
     fee = (settings.fee_bps if fee_bps is None else fee_bps) / 10_000
     if not 0 <= fee < 1:
         raise click.BadParameter(f"must be in [0, 10000), got {fee * 10_000}", param_hint="--fee-bps")

@@ -6,7 +6,8 @@ passed through the execution guards, recorded, and - when nothing refuses it and
 execution is running - fired as a `CycleExecution`: every leg at once when the venue holds
 inventory in every asset of the cycle, otherwise one leg after another. Intents go through the
 executor's ordinary order path (client order ids, pre-trade checks, storage), and the reports
-come back through ``on_event``.
+come back through ``on_event``. The executor hosts it through
+``services.executor.strategies.arbitrage`` (one per configured venue).
 
 The graph is fixed by a market list when one is configured; otherwise it grows with the symbols
 seen on the venue's book stream (each new market re-enumerates the cycles: fine for the handful
@@ -15,7 +16,6 @@ of markets a replay or a small subscription has, give a market list for a Binanc
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import logging
@@ -28,11 +28,10 @@ from services.executor.arbitrage.cycles import SIDE_NAMES, enumerate_cycles
 from services.executor.arbitrage.engine import CycleEngine
 from services.executor.arbitrage.execution import CycleExecution
 from services.executor.arbitrage.guards import ExecutionGuards, LegOrder, leg_orders
-from services.executor.arbitrage.markets import Market, load_markets
+from services.executor.arbitrage.markets import Market
 from services.executor.arbitrage.records import ExecutionRecord, OpportunityRecord
 from services.executor.arbitrage.scan import Opportunity, rank
 from services.executor.arbitrage.sizing import Leg, size_cycle
-from shared.config import Settings
 from shared.paper.book import SimBook
 from shared.schemas import OrderEvent, OrderIntent
 from shared.sections.arbitrage import ArbitrageSettings
@@ -341,31 +340,3 @@ class ArbitrageStrategy:
                  stats["opportunities"], stats["fired"], elapsed, best)  # fmt: skip
         self._stats = dict.fromkeys(stats, 0)
         self._window_start = now
-
-
-def build_strategies(
-    settings: Settings, run_id: str, free: Callable[[str, str], float]
-) -> dict[str, ArbitrageStrategy]:
-    """One strategy per configured venue when arbitrage is enabled (default: in replay mode).
-
-    Fees are the paper venue's taker fees, the ones the simulated fills will charge. ``free(venue,
-    asset)`` gives a free balance (always 0 for a gateway that cannot tell: sequential execution).
-    """
-    arb = settings.arbitrage
-    if not (arb.enabled if arb.enabled is not None else settings.mode == "replay"):
-        return {}
-    out = {}
-    for venue in arb.venues:
-        sim = settings.executor.venues.get(venue)
-        fee = sim.taker_fee if sim is not None else arb.fee_bps / 10_000
-        path = arb.markets_files.get(venue)
-        out[venue] = ArbitrageStrategy(
-            arb,
-            venue,
-            run_id,
-            taker_fee=fee,
-            fee_in_quote=sim is not None and sim.fee_in == "quote",
-            free=functools.partial(free, venue),
-            markets=load_markets(path, fee) if path is not None else None,
-        )
-    return out

@@ -8,15 +8,13 @@ import a venue's modules directly: they ask ``services.ingest.venues.get(name)``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from services.ingest.capture import Record, Session
 from services.ingest.connector import Connector
 from services.ingest.feed import Feed, FrameErrors, Sink, SymbolMap
+from services.ingest.replay_rules import ReplayRules
 from shared.sections.ingest import IngestSettings, VenueSettings
-
-if TYPE_CHECKING:
-    from services.ingest.replay import ReplayRules
 
 
 class Venue:
@@ -77,8 +75,6 @@ class Venue:
 
     def replay_rules(self, sessions: Sequence[Session]) -> ReplayRules:
         """How the replay exchange serves this venue's captures (subscriptions, REST)."""
-        from services.ingest.replay import ReplayRules
-
         return ReplayRules(self, sessions)
 
     def capture_settings(self, sessions: Sequence[Session], base: VenueSettings) -> VenueSettings:

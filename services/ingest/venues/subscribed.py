@@ -28,7 +28,7 @@ from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record, Session
 from services.ingest.connector import Connector, chunked
 from services.ingest.feed import Feed, FrameErrors, Sink, SymbolMap
-from services.ingest.replay import Client, ReplayRules
+from services.ingest.replay_rules import Client, ReplayRules
 from services.ingest.venues.base import Venue
 from shared.schemas import BookUpdate
 from shared.sections.ingest import IngestSettings, VenueSettings
@@ -57,15 +57,23 @@ class SubscribeVenue(Venue):
         self, venue: VenueSettings, settings: IngestSettings, sink: Sink, symbols: SymbolMap, **kwargs: Any
     ) -> list[Connector]:
         errors = kwargs.pop("errors", None) or FrameErrors(self.exchange, kwargs.get("metrics"))
-        limit = venue.max_streams_per_connection or self.max_symbols_per_connection
-        groups = chunked(venue.symbols, limit)
+        groups = chunked(venue.symbols, self.symbols_per_connection(venue))
         out: list[Connector] = []
         for i, group in enumerate(groups):
             feed = self.feed(symbols, sink, errors, max_buffered=settings.max_buffered_deltas)
             part = venue.model_copy(update={"symbols": group})
             name = self.exchange if len(groups) == 1 else f"{self.exchange}#{i + 1}"
-            out.append(self.connector_class(feed, part, settings, name=name, **kwargs))
+            out.append(self.connector(feed, part, settings, name, **kwargs))
         return out
+
+    def symbols_per_connection(self, venue: VenueSettings) -> int:
+        """How many symbols one connection subscribes to (the setting, else the venue's limit)."""
+        return venue.max_streams_per_connection or self.max_symbols_per_connection
+
+    def connector(
+        self, feed: Feed, venue: VenueSettings, settings: IngestSettings, name: str, **kwargs: Any
+    ) -> Connector:
+        return self.connector_class(feed, venue, settings, name=name, **kwargs)
 
     def guess_unified(self, venue_symbol: str) -> str | None:
         """The unified symbol of one missing from the market list, where the venue's names allow."""

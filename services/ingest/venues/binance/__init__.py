@@ -9,46 +9,45 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from services.ingest.capture import Record, Session
-from services.ingest.connector import Connector, chunked
+from services.ingest.connector import Connector
 from services.ingest.feed import Feed, FrameErrors, Sink, SymbolMap
-from services.ingest.venues.base import Venue
 from services.ingest.venues.binance.config import BINANCE, BINANCE_FUTURES, BINANCE_US, BinanceSpec
 from services.ingest.venues.binance.connector import BinanceConnector, BinanceFeed
-from services.ingest.venues.binance.symbols import guess_unified, parse_markets, shipped_markets
+from services.ingest.venues.binance.symbols import guess_unified, parse_markets
+from services.ingest.venues.subscribed import SubscribeVenue
 from shared.sections.ingest import IngestSettings, VenueSettings
 
 STREAM = re.compile(r'^\{"stream":"([a-z0-9_]+)@([A-Za-z]+)(?:@(\d+)ms)?"')
 
 
-class BinanceVenue(Venue):
+class BinanceVenue(SubscribeVenue):
+    """A ``SubscribeVenue`` made from a ``BinanceSpec``: its limit counts streams (trades and depth
+    are one each per symbol), and a capture also tells the trade channel and the depth speed."""
+
+    package = __name__
+    replay_class = "services.ingest.venues.binance.replay:BinanceReplay"
+
     def __init__(self, spec: BinanceSpec) -> None:
         self.spec = spec
         self.exchange = spec.exchange
         self.markets_path = spec.markets_path
+        self.markets_file = spec.markets_file
 
     def parse_markets(self, body: bytes | str) -> SymbolMap:
         return parse_markets(body)
 
-    def shipped_markets(self) -> SymbolMap:
-        return shipped_markets(self.spec)
-
     def feed(self, symbols: SymbolMap, sink: Sink, errors: FrameErrors | None = None, **kwargs: Any) -> BinanceFeed:
         return BinanceFeed(self.spec, symbols, sink, errors, **kwargs)
 
-    def connectors(
-        self, venue: VenueSettings, settings: IngestSettings, sink: Sink, symbols: SymbolMap, **kwargs: Any
-    ) -> list[Connector]:
-        errors = kwargs.pop("errors", None) or FrameErrors(self.exchange, kwargs.get("metrics"))
+    def symbols_per_connection(self, venue: VenueSettings) -> int:
         per_symbol = max(1, int(venue.trades) + int(venue.book))
-        limit = venue.max_streams_per_connection or self.spec.max_streams_per_connection
-        out: list[Connector] = []
-        groups = chunked(venue.symbols, max(1, limit // per_symbol))
-        for i, group in enumerate(groups):
-            feed = self.feed(symbols, sink, errors, max_buffered=settings.max_buffered_deltas)
-            part = venue.model_copy(update={"symbols": group})
-            name = self.exchange if len(groups) == 1 else f"{self.exchange}#{i + 1}"
-            out.append(BinanceConnector(self.spec, feed, part, settings, name=name, **kwargs))
-        return out
+        return max(1, (venue.max_streams_per_connection or self.spec.max_streams_per_connection) // per_symbol)
+
+    def connector(
+        self, feed: Feed, venue: VenueSettings, settings: IngestSettings, name: str, **kwargs: Any
+    ) -> Connector:
+        assert isinstance(feed, BinanceFeed)
+        return BinanceConnector(self.spec, feed, venue, settings, name=name, **kwargs)
 
     def snapshot_symbol(self, record: Record) -> str | None:
         parts = urlsplit(record.url)
@@ -87,11 +86,6 @@ class BinanceVenue(Venue):
                 "book": bool(channels["depth"]),
             }
         )
-
-    def replay_rules(self, sessions: Sequence[Session]):  # type: ignore[no-untyped-def]
-        from services.ingest.venues.binance.replay import BinanceReplay
-
-        return BinanceReplay(self, sessions)
 
 
 BINANCE_VENUE = BinanceVenue(BINANCE)

@@ -23,7 +23,7 @@ import msgspec
 
 from services.ingest.book import OrderBook
 from services.ingest.capture import Record, Session
-from services.ingest.replay import Client, ReplayRules
+from services.ingest.replay_rules import Client, ReplayRules
 from services.ingest.venues.base import Venue
 from services.ingest.venues.binance.schemas import DepthEvent, envelope_decoder, snapshot_decoder
 

@@ -16,7 +16,7 @@ import msgspec
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record, Session
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.base import Venue
 from services.ingest.venues.bitfinex.schemas import event_decoder
 from services.ingest.venues.subscribed import SubscribeReplay

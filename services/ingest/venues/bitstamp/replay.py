@@ -11,7 +11,7 @@ import msgspec
 
 from services.ingest.book import OrderBook
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.bitstamp import _SNAPSHOT_URL, channel_of
 from services.ingest.venues.bitstamp.config import BOOK_CHANNEL, TRADE_CHANNEL
 from services.ingest.venues.bitstamp.schemas import book_decoder, snapshot_decoder

@@ -11,7 +11,7 @@ import time
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.bybit import topic_of
 from services.ingest.venues.bybit.symbols import guess_unified
 from services.ingest.venues.subscribed import SubscribeReplay

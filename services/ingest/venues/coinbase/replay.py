@@ -8,7 +8,7 @@ import json
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.coinbase.config import BOOK_CHANNELS, TRADE_CHANNEL
 from services.ingest.venues.subscribed import SubscribeReplay
 

@@ -9,7 +9,7 @@ import json
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.gemini import kind_and_symbol
 from services.ingest.venues.subscribed import SubscribeReplay
 

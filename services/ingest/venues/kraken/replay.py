@@ -9,7 +9,7 @@ import time
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.kraken import channel_and_pair
 from services.ingest.venues.kraken.schemas import book_parts
 from services.ingest.venues.subscribed import SubscribeReplay

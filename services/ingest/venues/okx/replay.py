@@ -10,7 +10,7 @@ import time
 
 from services.ingest.book import OrderBook, TextLevel
 from services.ingest.capture import Record
-from services.ingest.replay import Client
+from services.ingest.replay_rules import Client
 from services.ingest.venues.okx import channel_and_inst
 from services.ingest.venues.okx.config import BOOK_CHANNELS, CHECKSUM_LEVELS, TRADE_CHANNEL
 from services.ingest.venues.okx.schemas import checksum

@@ -14,7 +14,8 @@ its bytes hash to the sha256 the registry recorded at promotion (`<dir>#sha256=<
 
 A new policy (a `PolicyUpdate`, or the latest promoted row at start) loads off the event loop and
 then replaces the active one in a single assignment: ticks that arrive while it loads keep going
-to the old policy, so none is dropped and no bar is built twice.
+to the old policy, so none is dropped and no bar is built twice. What the strategy holds is restored
+from the stored orders before any policy loads, so a restart never buys twice.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
+from services.executor.store import ExecutorStore
+from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
 from shared.rl.env_config import observe
 from shared.rl.features import WARMUP, compute_features
 from shared.rl.live_bars import LiveBars
 from shared.rl.policy import CheckpointPolicy, PolicyError
 from shared.rl.weights import load_weights_policy, with_sha
-from shared.schemas import OrderIntent, Trade
+from shared.schemas import OrderIntent, PolicyUpdate, Trade, streams
 from shared.schemas.messages import MarginMode, Side
 from shared.sections.executor import ExecutorSettings
 
@@ -96,22 +99,36 @@ def activate(
     )
 
 
-class RLStrategy:
+def build(ctx: StrategyContext) -> RLStrategy | None:
+    """The promoted policy's trader when ``executor.rl_enabled`` (default: in replay mode only)."""
+    settings, cfg = ctx.settings, ctx.settings.executor
+    if not (cfg.rl_enabled if cfg.rl_enabled is not None else settings.mode == "replay"):
+        return None
+    bar_clock = cfg.rl_bar_clock or ("receive" if settings.mode == "replay" else None)
+    return RLStrategy(cfg, ctx.run_id, ctx.free_balance, bar_clock=bar_clock, store=ctx.store)
+
+
+class RLStrategy(StrategyBase):
     """One promoted policy trading one market on paper; idle until a policy is loaded."""
 
     name = "rl"
+    feeds: ClassVar[frozenset[Feed]] = frozenset({"trade", "policy"})
 
     def __init__(
         self,
         settings: ExecutorSettings,
         run_id: str,
-        free_balance: Callable[[str, str], float] | None = None,
+        free_balance: Callable[[str, str], float | None] | None = None,
         loader: Loader | None = None,
         bar_clock: str | None = None,
+        store: ExecutorStore | None = None,
     ) -> None:
         self.cfg = settings
         self.run_id = run_id
-        self.free_balance = free_balance  # (venue, asset) -> free amount; None: not checked here
+        self.free_balance = free_balance  # (venue, asset) -> free amount; None (or it returns None): unchecked
+        self.store = store  # held amounts and the promoted policy at start; None: start from nothing
+        self._restored = asyncio.Event()  # set once `held` is restored: no policy loads before
+        self._stopped = False
         root = settings.policy_dir or "var/policies"
         self.loader = loader or (lambda uri: load_weights_policy(uri, root, require_sha=True))
         self.bar_clock = bar_clock  # overrides the policy's clock (receive time for looped replays)
@@ -122,6 +139,31 @@ class RLStrategy:
         self.decisions: deque[tuple[str, int, float]] = deque(maxlen=DECISIONS_KEPT)  # (policy, bar ts, level)
         self.ticks = 0
         self._seq = itertools.count(1)
+
+    async def start(self) -> list[OrderIntent]:
+        """Restore what this strategy holds, then trade the latest promoted policy unless an update came first."""
+        if self.store is None:
+            self._restored.set()
+            return []
+        self.held.update(await self.store.held_by_strategy(self.name))  # before any policy trades
+        self._restored.set()
+        row = await latest_promoted(self.store.db)
+        if row is None:
+            log.info("rl: no promoted policy yet; idle until one is published on %s", streams.POLICY_UPDATES)
+        elif self.active is None:
+            await self.load(row["checkpoint_uri"], row["id"], row["exchange"], row["symbol"])
+        return []
+
+    async def on_policy(self, update: PolicyUpdate) -> list[OrderIntent]:
+        await self._restored.wait()  # an update published while `start` restores waits for it
+        if self._stopped:
+            return []  # released by `stop`: what is held may be unknown, so nothing loads
+        await self.load(update.checkpoint_uri, update.policy_id, update.exchange, update.symbol)
+        return []
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._restored.set()  # release an update waiting on a restore that failed
 
     async def load(self, checkpoint_uri: str, policy_id: str, exchange: str | None, symbol: str | None) -> bool:
         """Load a policy off the event loop, then swap it in; False (old policy kept) when it cannot be used."""
@@ -197,8 +239,9 @@ class RLStrategy:
         if delta > 0:
             cover = min(delta, max(-held, 0.0))
             buy = delta - cover
-            if buy > 0 and self.free_balance is not None:
-                buy = min(buy, self.free_balance(exchange, quote) / (price * FUNDING_MARGIN))
+            free = self.free_balance(exchange, quote) if buy > 0 and self.free_balance else None
+            if free is not None:
+                buy = min(buy, free / (price * FUNDING_MARGIN))
             legs += [("buy", cover, "cross"), ("buy", buy, None)]
         elif delta < 0:
             spot = min(-delta, max(held, 0.0))
@@ -223,16 +266,6 @@ class RLStrategy:
                 )
             )
         return intents
-
-
-async def held_by_strategy(db: Any, strategy: str = RLStrategy.name) -> dict[tuple[str, str], float]:
-    """Net base amount the strategy's filled orders hold per market (what it holds after a restart)."""
-    rows = await db.fetch(
-        "SELECT exchange, symbol, sum(CASE WHEN side = 'buy' THEN filled ELSE -filled END) AS net"
-        " FROM orders WHERE strategy = $1 GROUP BY exchange, symbol",
-        strategy,
-    )
-    return {(r["exchange"], r["symbol"]): float(r["net"]) for r in rows if r["net"]}
 
 
 async def latest_promoted(db: Any) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""`tradewind dashboard`: a read-only web view of the bus and the records.
+"""The dashboard service (`tradewind dashboard`): a read-only web view of the bus and the records.
 
 Binds 127.0.0.1 unless told otherwise; off loopback it refuses to start without a token, and
 then every request must carry it (``Authorization: Bearer <token>`` or ``?token=``).
@@ -20,10 +20,8 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from shared import monitor
-from shared.bus import connect_redis
 from shared.config import ConfigError, DashboardSettings, Settings
-from shared.runtime import run_service
-from shared.stack import running_url
+from shared.runtime import service_context
 from shared.storage import Database
 
 log = logging.getLogger(__name__)
@@ -128,30 +126,28 @@ def create_app(redis: Redis, db: Database | None, settings: DashboardSettings) -
 
 
 async def main(settings: Settings) -> None:
-    redis_url = running_url(settings, "redis")
-    if not redis_url:
-        raise DashboardRefused("no REDIS_URL set and no running `tradewind up` found")
-    database_url = running_url(settings, "database")
-    db = await Database.connect(database_url, settings.storage) if database_url else None
-    app = create_app(connect_redis(redis_url), db, settings.dashboard)
+    # Beside a running `tradewind up` too: it reads, so it neither needs PostgreSQL nor migrates it.
+    async with service_context(settings, "dashboard", database="optional", find_running=True, migrate=False) as svc:
+        await serve(create_app(svc.redis, svc.db, settings.dashboard), settings.dashboard)
+
+
+async def serve(app: web.Application, settings: DashboardSettings) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.dashboard.host, settings.dashboard.port)
+    site = web.TCPSite(runner, settings.host, settings.port)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         raise DashboardRefused(
-            f"cannot listen on {settings.dashboard.host}:{settings.dashboard.port} ({exc.strerror});"
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror});"
             " set TRADEWIND_DASHBOARD__PORT or TRADEWIND_DASHBOARD__ENABLED=false"
         ) from None
-    log.info("dashboard on http://%s:%d/", settings.dashboard.host, settings.dashboard.port)
+    log.info("dashboard on http://%s:%d/", settings.host, settings.port)
     try:
         await asyncio.Event().wait()  # until the runtime cancels us on SIGINT/SIGTERM
     finally:
         await runner.cleanup()
-        if db:
-            await db.close()
 
 
 PAGE = """<!doctype html>
@@ -195,7 +191,3 @@ async function refresh() {
 refresh(); setInterval(refresh, 2000);
 </script></body></html>
 """
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_service("dashboard", main))

@@ -14,34 +14,50 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable
+from typing import ClassVar
 
-from shared.schemas import OrderIntent
+from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
+from shared.paper.book import SimBook
+from shared.schemas import BookUpdate, OrderIntent
 from shared.schemas.messages import Side
 from shared.sections.executor import ExecutorSettings
 
 FUNDING_MARGIN = 1.01  # a buy needs its notional free plus room for the fee (the guard's fee buffer)
 
 
-class MomentumStrategy:
+def build(ctx: StrategyContext) -> MomentumStrategy | None:
+    """The baseline when ``executor.strategy_enabled`` (default: in replay mode only)."""
+    cfg = ctx.settings.executor
+    enabled = cfg.strategy_enabled if cfg.strategy_enabled is not None else ctx.settings.mode == "replay"
+    return MomentumStrategy(cfg, ctx.run_id, ctx.free_balance) if enabled else None
+
+
+class MomentumStrategy(StrategyBase):
     name = "momentum"
+    feeds: ClassVar[frozenset[Feed]] = frozenset({"book"})
 
     def __init__(
         self,
         settings: ExecutorSettings,
         run_id: str,
-        free_balance: Callable[[str, str], float] | None = None,
+        free_balance: Callable[[str, str], float | None] | None = None,
     ) -> None:
         self.lookback = settings.strategy_lookback
         self.threshold = settings.strategy_threshold_bps / 10_000
         self.cooldown_ns = int(settings.strategy_cooldown_s * 1e9)
         self.notional = settings.strategy_notional
         self.quotes = frozenset(settings.strategy_quotes)
-        self.free_balance = free_balance  # (venue, asset) -> free amount; None: unknown, not checked
+        self.free_balance = free_balance  # (venue, asset) -> free amount; None (or it returns None): unchecked
         self.run_id = run_id
         self._mids: dict[tuple[str, str], deque[float]] = {}
         self._last_order: dict[tuple[str, str], int] = {}
         self.held: dict[tuple[str, str], float] = {}
         self._seq = itertools.count(1)
+
+    def on_book(self, update: BookUpdate, book: SimBook) -> list[OrderIntent]:
+        mid = book.mid()
+        intent = self.on_mid(update.exchange, update.symbol, float(mid), update.recv_ts) if mid is not None else None
+        return [intent] if intent else []
 
     def on_mid(self, exchange: str, symbol: str, mid: float, now: int) -> OrderIntent | None:
         """Feed the mid after a book update; return an intent when the signal fires."""
@@ -62,7 +78,7 @@ class MomentumStrategy:
             amount = min(amount, self.held.get(key, 0.0))
             if amount <= 0:
                 return None
-        elif self.free_balance is not None and self.free_balance(exchange, quote) < self.notional * FUNDING_MARGIN:
+        elif self._lacks(exchange, quote, self.notional * FUNDING_MARGIN):
             return None
         self.held[key] = self.held.get(key, 0.0) + (amount if side == "buy" else -amount)
         self._last_order[key] = now
@@ -77,3 +93,7 @@ class MomentumStrategy:
             now,
             strategy=self.name,
         )
+
+    def _lacks(self, venue: str, asset: str, need: float) -> bool:
+        free = self.free_balance(venue, asset) if self.free_balance else None
+        return free is not None and free < need

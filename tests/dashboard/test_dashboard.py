@@ -6,9 +6,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from services.dashboard.service import DashboardRefused, check_exposure, create_app
 from shared.bus import RedisBus
 from shared.config import BusSettings, DashboardSettings
-from shared.dashboard import DashboardRefused, check_exposure, create_app
 from shared.schemas import Trade
 
 

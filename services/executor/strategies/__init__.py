@@ -1,0 +1,1 @@
+"""The strategies the executor hosts, behind one protocol (``base.Strategy``), built by ``registry``."""
