@@ -7,6 +7,7 @@ then every request must carry it (``Authorization: Bearer <token>`` or ``?token=
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
@@ -22,13 +23,18 @@ from redis.asyncio import Redis
 from shared import monitor
 from shared.config import ConfigError, DashboardSettings, Settings
 from shared.runtime import service_context
-from shared.storage import Database
+from shared.storage import Database, policies
 
 log = logging.getLogger(__name__)
 
 REDIS_KEY: web.AppKey[Redis] = web.AppKey("redis", Redis)
 DB_KEY: web.AppKey[Any] = web.AppKey("db")  # a Database, or None without PostgreSQL
 SAMPLE_KEY: web.AppKey[dict[str, Any]] = web.AppKey("sample", dict)
+
+
+async def _query(sql: str, db: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in await db.fetch(sql)]
+
 
 # Read-only views of the records; each query is bounded.
 TABLE_QUERIES = {
@@ -40,8 +46,10 @@ TABLE_QUERIES = {
     "balances": "SELECT exchange, asset, free::float8, locked::float8, borrowed::float8, interest::float8, updated_at"
     " FROM balances ORDER BY exchange, asset",
     "risk_events": "SELECT ts, kind, severity, exchange, symbol, detail FROM risk_events ORDER BY ts DESC LIMIT 50",
-    "policies": "SELECT id, algo, exchange, symbol, metrics, promoted_at FROM policies"
-    " ORDER BY promoted_at DESC NULLS LAST LIMIT 20",
+}
+TABLE_READERS: dict[str, Callable[[Any], Awaitable[list[dict[str, Any]]]]] = {
+    **{name: functools.partial(_query, sql) for name, sql in TABLE_QUERIES.items()},
+    "policies": functools.partial(policies.listing, limit=20),
 }
 
 
@@ -87,16 +95,16 @@ async def streams_view(request: web.Request) -> web.Response:
 
 async def table_view(request: web.Request) -> web.Response:
     name = request.match_info["table"]
-    if name not in TABLE_QUERIES:
-        raise web.HTTPNotFound(text=f"no table view {name!r}; known: {', '.join(TABLE_QUERIES)}")
+    if name not in TABLE_READERS:
+        raise web.HTTPNotFound(text=f"no table view {name!r}; known: {', '.join(TABLE_READERS)}")
     db = request.app[DB_KEY]
     if db is None:
         return web.json_response([])
     try:
-        rows = await db.fetch(TABLE_QUERIES[name])
+        rows = await TABLE_READERS[name](db)
     except asyncpg.UndefinedTableError:  # that area's migration has not run on this database
         rows = []
-    return web.json_response([dict(r) for r in rows], dumps=_dumps)
+    return web.json_response(rows, dumps=_dumps)
 
 
 def _dumps(obj: Any) -> str:

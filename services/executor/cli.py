@@ -19,6 +19,7 @@ import asyncpg
 import click
 
 from shared.cli_support import load_settings_or_exit, running_stack
+from shared.storage import policies
 
 OPEN = ("new", "submitted", "accepted", "partially_filled")
 REDIS_TIMEOUT_S = 2.0
@@ -137,11 +138,8 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         " WHERE kind IN ('halt', 'resume', 'drawdown_halt', 'drawdown_reset') ORDER BY ts DESC LIMIT 1",
     )
     recent = await conn.fetchval("SELECT count(*) FROM risk_events WHERE ts > now() - interval '1 hour'")
-    policy = await _rows(
-        conn,
-        "SELECT id, algo, exchange, symbol, checkpoint_uri, promoted_at FROM policies"
-        " WHERE promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1",
-    )
+    promoted = await policies.latest_promoted(conn)
+    policy = [{k: _plain(v) for k, v in promoted.items()}] if promoted else []
     return {
         "balances": balances,
         "positions": positions,

@@ -27,7 +27,8 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 
 from services.executor import guarding
-from services.executor.gateway import Gateway, PaperGateway, Report, VenueBalance
+from services.executor.gateway import Gateway, Report, VenueBalance
+from services.executor.gateways import build_gateway
 from services.executor.store import UNSENT_STATUSES, ExecutorStore
 from services.executor.strategies.base import StrategyContext
 from services.executor.strategies.host import StrategyHost
@@ -35,7 +36,7 @@ from shared import halts, pretrade
 from shared.bus import Consumer, Delivery, RedisBus
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
-from shared.paper import LedgerEntry, PaperExchange
+from shared.paper import LedgerEntry
 from shared.pretrade import PreTradeGuard
 from shared.runtime import service_context
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, RiskControl, RiskEvent, Trade, streams
@@ -48,25 +49,6 @@ CLAIM_TTL_S = 7 * 86400
 # The strategies' groups on orders:events and policy:updates, after the executor's group; "-arb" is the
 # name the first strategy fed order reports gave it, kept so a running stack's group is not orphaned.
 ORDER_EVENTS_GROUP, POLICY_GROUP = "-arb", "-policy"
-
-
-def build_gateway(settings: Settings, run_id: str) -> Gateway:
-    """Paper unless live trading is asked for; live refuses to start while any gate is closed."""
-    ex = settings.executor
-    if settings.mode == "live" or ex.gateway == "ccxt":
-        from services.executor.ccxt_gateway import CcxtGateway, LiveGateClosed, live_gate
-
-        closed = live_gate(settings)
-        if closed:
-            raise LiveGateClosed(f"live trading refused: {closed}")
-        for venue in sorted(ex.live_venues):  # the limits the gate checked: the venue's own
-            limits = settings.risk.venues[venue].model_dump(exclude_unset=True)
-            log.warning("LIVE trading on %s: real orders, risk limits %s", venue, limits)
-        return CcxtGateway(ex.live_venues)
-    exchange = PaperExchange(
-        ex.venues, transfers=ex.transfers, transfer_default=ex.transfer_default, seed=ex.seed, id_prefix=f"P{run_id}-"
-    )
-    return PaperGateway(exchange)
 
 
 class Executor:

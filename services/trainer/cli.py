@@ -241,12 +241,11 @@ def _registry_trials(settings: Any) -> int:
         return 1
 
     async def count() -> int:
-        from shared.storage import Database
+        from shared.storage import Database, policies
 
         db = await Database.connect(os.environ["DATABASE_URL"], settings.storage)
         try:
-            rows = await db.fetch("SELECT count(*) AS n FROM policies")
-            return max(int(rows[0]["n"]), 1)
+            return max(await policies.count(db), 1)
         finally:
             await db.close()
 
@@ -338,3 +337,60 @@ def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
         click.echo(json.dumps(result))
     else:
         click.echo(f"promoted {result['policy_id']} ({result['algo']}) for {exchange} {symbol}: {result['checkpoint']}")
+
+
+@policy.command(name="list")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="the latest N policies")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON list")
+def list_policies(limit: int, as_json: bool) -> None:
+    """The policy registry: every trial, where it came from, whether it trades, and why (not)."""
+    from shared.cli_support import load_settings_or_exit, running_stack
+    from shared.storage import Database, policies
+
+    settings = load_settings_or_exit()
+    found = running_stack(settings, redis=False, database=True)
+
+    async def run() -> list[dict[str, Any]]:
+        db = await Database.connect(found.database, settings.storage)
+        try:
+            await db.migrate()
+            return await policies.listing(db, limit)
+        finally:
+            await db.close()
+
+    rows = [
+        {
+            "id": r["id"],
+            "algo": r["algo"],
+            "source": r["source"],
+            "status": r["status"],
+            "markets": r["markets"],
+            "created": r["created_at"].isoformat(),
+            "promoted_at": r["promoted_at"].isoformat() if r["promoted_at"] else None,
+            "figures": policies.json_ready(r["metrics"]),
+            "reason": r["reason"],
+        }
+        for r in asyncio.run(run())
+    ]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Policies", title_justify="left")
+    for column in ("id", "algo", "source", "status", "markets", "sharpe", "created", "reason"):
+        table.add_column(column)
+    for r in rows:
+        sharpe = r["figures"].get("sharpe")
+        table.add_row(
+            r["id"],
+            r["algo"],
+            r["source"],
+            r["status"],
+            " ".join(r["markets"]),
+            "" if sharpe is None else f"{sharpe:.3f}",
+            r["created"][:19],
+            r["reason"],
+        )
+    Console().print(table)

@@ -9,9 +9,6 @@ ratio can discount for how many were tried.
 from __future__ import annotations
 
 import itertools
-import json
-import time
-import uuid
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,10 +21,11 @@ from services.trainer.splits import Split
 from shared.rl.env_config import EnvConfig
 from shared.rl.features import WARMUP, MarketData
 from shared.rl.policy import CheckpointPolicy
-from shared.rl.weights import WEIGHTS_FILE, file_sha256, load_weights_policy, with_sha
+from shared.rl.weights import load_weights_policy
+from shared.storage.policies import json_ready
 
 if TYPE_CHECKING:  # the bus (redis) is loaded only by those that publish
-    from shared.bus import Bus
+    pass
 
 PROMOTION_METRIC = "sharpe"
 
@@ -143,127 +141,9 @@ def should_promote(
     return True, "beats the champion and every baseline out of sample"
 
 
-class PolicyRegistry:
-    """The `policies` table: every trial recorded, the promoted one published on `policy:updates`."""
-
-    def __init__(self, db: Any, bus: Bus | None = None) -> None:
-        self.db = db
-        self.bus = bus
-
-    async def record_trial(
-        self,
-        algo: str,
-        checkpoint_uri: str,
-        metrics: dict[str, Any],
-        hyperparameters: dict[str, Any],
-        data_from_ns: int,
-        data_to_ns: int,
-        exchange: str | None = None,
-        symbol: str | None = None,
-    ) -> str:
-        """Insert one trial, with the sha256 of its weights-only actor file when it has one; return its id."""
-        from shared.storage import ns_to_datetime
-
-        policy_id = f"{algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        await self.db.execute(
-            "INSERT INTO policies (id, algo, exchange, symbol, data_from, data_to, metrics, checkpoint_uri,"
-            " hyperparameters, weights_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10)",
-            policy_id,
-            algo,
-            exchange,
-            symbol,
-            ns_to_datetime(data_from_ns),
-            ns_to_datetime(data_to_ns),
-            json.dumps(_plain(metrics)),
-            checkpoint_uri,
-            json.dumps(_plain(hyperparameters)),
-            weights_digest(checkpoint_uri),
-        )
-        return policy_id
-
-    async def trial_count(self, exchange: str | None = None, symbol: str | None = None) -> int:
-        rows = await self.db.fetch(
-            "SELECT count(*) AS n FROM policies"
-            " WHERE exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2",
-            exchange,
-            symbol,
-        )
-        return int(rows[0]["n"])
-
-    async def champion(self, exchange: str | None = None, symbol: str | None = None) -> dict[str, Any] | None:
-        """The most recently promoted policy for this market, or None."""
-        rows = await self.db.fetch(
-            "SELECT id, algo, metrics, checkpoint_uri FROM policies WHERE promoted_at IS NOT NULL"
-            " AND exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2"
-            " ORDER BY promoted_at DESC LIMIT 1",
-            exchange,
-            symbol,
-        )
-        if not rows:
-            return None
-        row = dict(rows[0])
-        row["metrics"] = json.loads(row["metrics"])
-        return row
-
-    async def promote(
-        self,
-        policy_id: str,
-        algo: str,
-        checkpoint_uri: str,
-        metrics: dict[str, Any],
-        exchange: str | None = None,
-        symbol: str | None = None,
-    ) -> None:
-        """Mark the trial promoted, then announce it (after the row is durable) as `<dir>#sha256=<hex>`:
-        the executor loads only weights that hash to what the registry recorded."""
-        from shared.schemas import PolicyUpdate
-        from shared.schemas.streams import POLICY_UPDATES
-
-        rows = await self.db.fetch(
-            "UPDATE policies SET promoted_at = now(), weights_sha256 = coalesce(weights_sha256, $2)"
-            " WHERE id = $1 RETURNING weights_sha256",
-            policy_id,
-            weights_digest(checkpoint_uri),
-        )
-        sha256 = rows[0]["weights_sha256"] if rows else None
-        if self.bus is not None:
-            numbers = {
-                k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
-            }
-            update = PolicyUpdate(
-                policy_id=policy_id,
-                algo=algo,
-                checkpoint_uri=with_sha(checkpoint_uri, sha256),
-                ts=time.time_ns(),
-                exchange=exchange,
-                symbol=symbol,
-                metrics=numbers,
-            )
-            await self.bus.publish(POLICY_UPDATES, update)
-
-
-def weights_digest(checkpoint_uri: str) -> str | None:
-    """sha256 of the checkpoint's weights-only actor file, or None when it has none."""
-    file = Path(checkpoint_uri) / WEIGHTS_FILE
-    return file_sha256(file) if file.is_file() else None
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars to Python numbers, curves dropped."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("_")}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None  # JSON has no NaN/inf
-    return value
-
-
 def public_report(report: dict[str, Any]) -> dict[str, Any]:
     """The report without its equity curves (what `--json` prints)."""
-    return _plain(report)
+    return json_ready(report)
 
 
 def write_equity_html(report: dict[str, Any], path: str | Path, points: int = 800) -> None:

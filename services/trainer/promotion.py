@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.trainer.evaluation import PolicyRegistry
 from shared.rl.policy import ALGORITHM_DIR, META_FILE, MODULE_PATH, PolicyError
 from shared.rl.weights import load_weights_policy
+from shared.storage.policies import PolicyRegistry
 
 if TYPE_CHECKING:  # the bus (redis) is loaded only by those that publish
     from shared.bus import Bus
@@ -57,6 +57,8 @@ async def promote_checkpoint(
         int(meta.get("validation_to_ns", meta["train_to_ns"])),
         exchange,
         symbol,
+        source="manual",
     )
+    await registry.verdict([policy_id], "promoted by hand (tradewind policy promote)")
     await registry.promote(policy_id, meta["algo"], str(checkpoint), metrics, exchange, symbol)
     return {"policy_id": policy_id, "algo": meta["algo"], "checkpoint": str(checkpoint), **metrics}

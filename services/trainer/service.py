@@ -25,7 +25,7 @@ from typing import Any
 
 from services.trainer.data import DataError, load_bars_from_db
 from services.trainer.errors import TrainingError
-from services.trainer.evaluation import PolicyRegistry, public_report, should_promote, walk_forward
+from services.trainer.evaluation import public_report, should_promote, walk_forward
 from services.trainer.splits import Split
 from services.trainer.training import feature_options, load_config, train
 from shared.bus import Consumer, Delivery
@@ -38,6 +38,7 @@ from shared.runtime import ServiceContext, service_context
 from shared.schemas import Trade, streams
 from shared.sections.trainer import TrainerSettings
 from shared.storage import Database
+from shared.storage.policies import PolicyRegistry
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,10 @@ class OnlineTrainer:
             best_metrics["sharpe"],
             "PROMOTED, " + why if ok else "kept champion: " + why,
         )
+        others = [r[0] for r in recorded if r[0] != best_id]
+        if others:
+            await self.registry.verdict(others, f"not the round's best ({best_id} was)")
+        await self.registry.verdict([best_id], why)
         if ok:
             await self.registry.promote(best_id, best.algo, best.checkpoint, best_metrics, *key)
             summary["promoted"] = best_id

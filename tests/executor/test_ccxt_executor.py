@@ -17,7 +17,8 @@ import pytest
 
 from services.executor.ccxt_gateway import CcxtGateway
 from services.executor.gateway import Gateway, VenueBalance
-from services.executor.service import Executor, build_gateway
+from services.executor.gateways import build_gateway
+from services.executor.service import Executor
 from services.risk.hedge import Actions
 from services.risk.record import Recorder
 from services.risk.restore import wait_for_portfolio

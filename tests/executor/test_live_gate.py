@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.executor.ccxt_gateway import LiveGateClosed, live_gate
-from services.executor.service import build_gateway
+from services.executor.gateways import build_gateway
 from shared.config import Settings
 from shared.sections.executor import CcxtVenue, ExecutorSettings
 from shared.sections.risk import LimitOverride, Limits, RiskSettings

@@ -43,7 +43,10 @@ def module_actions(module: Any, obs: np.ndarray) -> np.ndarray:
 
 
 def built(algo: str, *overrides: str) -> tuple[Any, dict[str, Any]]:
-    """A freshly initialised RLModule of `algo` (random weights) and the metadata `tradewind train` writes."""
+    """A freshly initialised RLModule of `algo` (seeded random weights) and the metadata `tradewind train` writes."""
+    import torch
+
+    torch.manual_seed(7)  # an unseeded dueling head can pick one action everywhere (seen in CI runs)
     config = load_config(algo, None, overrides)
     market = compute_features(make_market("regime_momentum", 600, seed=5).bars, **feature_options(config))
     env_config = env_config_from(config, 0, 400)

@@ -12,7 +12,6 @@ import pyarrow.parquet as parquet
 import pytest
 
 from services.trainer.data import bars_from_trades
-from services.trainer.evaluation import PolicyRegistry
 from services.trainer.service import OnlineTrainer
 from services.trainer.synth import make_market
 from shared.bus import RedisBus
@@ -20,6 +19,7 @@ from shared.config import load_settings
 from shared.rl.bars import NS_PER_S
 from shared.rl.live_bars import LiveBars
 from shared.schemas import PolicyUpdate, Trade, decode, streams
+from shared.storage.policies import PolicyRegistry
 
 from .test_trainer_data import DATA
 
@@ -96,6 +96,7 @@ async def test_round_records_trials_and_promotes_only_a_winner(db: Any, redis: A
     assert rows[0]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert '"timesteps": 256' in rows[0]["hyperparameters"]
     assert "sharpe" in rows[0]["metrics"]
+    assert rows[0]["source"] == "online" and rows[0]["reason"] == summary["reason"]  # the verdict, recorded
     champion = await registry.champion(f"ex{uid}", "SYN/USD")
     if summary["promoted"]:
         assert champion is not None and champion["id"] == summary["promoted"]

@@ -36,10 +36,11 @@ from shared.rl.env_config import observe
 from shared.rl.features import WARMUP, compute_features
 from shared.rl.live_bars import LiveBars
 from shared.rl.policy import CheckpointPolicy, PolicyError
-from shared.rl.weights import load_weights_policy, with_sha
+from shared.rl.weights import load_weights_policy
 from shared.schemas import OrderIntent, PolicyUpdate, Trade, streams
 from shared.schemas.messages import MarginMode, Side
 from shared.sections.executor import ExecutorSettings
+from shared.storage import policies
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class RLStrategy(StrategyBase):
             return []
         self.held.update(await self.store.held_by_strategy(self.name))  # before any policy trades
         self._restored.set()
-        row = await latest_promoted(self.store.db)
+        row = await policies.latest_promoted(self.store.db)
         if row is None:
             log.info("rl: no promoted policy yet; idle until one is published on %s", streams.POLICY_UPDATES)
         elif self.active is None:
@@ -266,17 +267,3 @@ class RLStrategy(StrategyBase):
                 )
             )
         return intents
-
-
-async def latest_promoted(db: Any) -> dict[str, Any] | None:
-    """The most recently promoted policy row (id, algo, exchange, symbol, checkpoint_uri), or None;
-    its checkpoint_uri carries the weights' recorded sha256 (`<dir>#sha256=<hex>`) for the loader."""
-    rows = await db.fetch(
-        "SELECT id, algo, exchange, symbol, checkpoint_uri, weights_sha256 FROM policies"
-        " WHERE promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1"
-    )
-    if not rows:
-        return None
-    row = dict(rows[0])
-    row["checkpoint_uri"] = with_sha(row["checkpoint_uri"], row.pop("weights_sha256"))
-    return row

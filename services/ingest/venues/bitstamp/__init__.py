@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from services.ingest.capture import Record
+from services.ingest.capture import Record, Session
 from services.ingest.feed import SymbolMap
 from services.ingest.venues.bitstamp.config import (
     BOOK_CHANNEL,
@@ -46,7 +46,7 @@ class BitstampVenue(SubscribeVenue):
     def parse_markets(self, body: bytes | str) -> SymbolMap:
         return parse_markets(body)
 
-    def session_markets(self, session):
+    def session_markets(self, session: Session) -> SymbolMap | None:
         for record in session.rest("trading-pairs-info"):
             try:
                 return self.parse_markets(record.data)

@@ -1,0 +1,197 @@
+"""The policy registry: the `policies` table is read and written here, and nowhere else.
+
+The trainer records every trial and promotes; the executor follows the promoted policy; the CLI
+and the dashboard list them. A promoted policy travels as ``<dir>#sha256=<hex>``: the executor
+loads only a weights file that hashes to what was recorded at promotion.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from shared.bus import Bus
+from shared.rl.weights import WEIGHTS_FILE, file_sha256, with_sha
+from shared.schemas import PolicyUpdate
+from shared.schemas.streams import POLICY_UPDATES
+from shared.storage.db import Database
+from shared.storage.writer import ns_to_datetime
+
+
+class PolicyRegistry:
+    """Every trial recorded; the promoted one published on `policy:updates` once its row is durable."""
+
+    def __init__(self, db: Database, bus: Bus | None = None) -> None:
+        self.db = db
+        self.bus = bus
+
+    async def record_trial(
+        self,
+        algo: str,
+        checkpoint_uri: str,
+        metrics: dict[str, Any],
+        hyperparameters: dict[str, Any],
+        data_from_ns: int,
+        data_to_ns: int,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        source: str = "online",
+    ) -> str:
+        """Insert one trial, with the sha256 of its weights-only actor file when it has one; return its id."""
+        policy_id = f"{algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        await self.db.execute(
+            "INSERT INTO policies (id, algo, exchange, symbol, data_from, data_to, metrics, checkpoint_uri,"
+            " hyperparameters, weights_sha256, source)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11)",
+            policy_id,
+            algo,
+            exchange,
+            symbol,
+            ns_to_datetime(data_from_ns),
+            ns_to_datetime(data_to_ns),
+            json.dumps(json_ready(metrics)),
+            checkpoint_uri,
+            json.dumps(json_ready(hyperparameters)),
+            weights_digest(checkpoint_uri),
+            source,
+        )
+        return policy_id
+
+    async def verdict(self, policy_ids: list[str], reason: str) -> None:
+        """Why these trials were (not) promoted: `tradewind policy list` shows it."""
+        await self.db.execute("UPDATE policies SET reason = $2 WHERE id = ANY($1::text[])", policy_ids, reason)
+
+    async def trial_count(self, exchange: str | None = None, symbol: str | None = None) -> int:
+        rows = await self.db.fetch(
+            "SELECT count(*) AS n FROM policies"
+            " WHERE exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2",
+            exchange,
+            symbol,
+        )
+        return int(rows[0]["n"])
+
+    async def champion(self, exchange: str | None = None, symbol: str | None = None) -> dict[str, Any] | None:
+        """The most recently promoted policy for this market, or None."""
+        rows = await self.db.fetch(
+            "SELECT id, algo, metrics, checkpoint_uri FROM policies WHERE promoted_at IS NOT NULL"
+            " AND exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2"
+            " ORDER BY promoted_at DESC LIMIT 1",
+            exchange,
+            symbol,
+        )
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["metrics"] = json.loads(row["metrics"])
+        return row
+
+    async def latest_promoted(self) -> dict[str, Any] | None:
+        return await latest_promoted(self.db)
+
+    async def promote(
+        self,
+        policy_id: str,
+        algo: str,
+        checkpoint_uri: str,
+        metrics: dict[str, Any],
+        exchange: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        """Mark the trial promoted, then announce it (after the row is durable) as `<dir>#sha256=<hex>`:
+        the executor loads only weights that hash to what the registry recorded."""
+        rows = await self.db.fetch(
+            "UPDATE policies SET promoted_at = now(), weights_sha256 = coalesce(weights_sha256, $2)"
+            " WHERE id = $1 RETURNING weights_sha256",
+            policy_id,
+            weights_digest(checkpoint_uri),
+        )
+        sha256 = rows[0]["weights_sha256"] if rows else None
+        if self.bus is not None:
+            numbers = {
+                k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+            update = PolicyUpdate(
+                policy_id=policy_id,
+                algo=algo,
+                checkpoint_uri=with_sha(checkpoint_uri, sha256),
+                ts=time.time_ns(),
+                exchange=exchange,
+                symbol=symbol,
+                metrics=numbers,
+            )
+            await self.bus.publish(POLICY_UPDATES, update)
+
+
+def weights_digest(checkpoint_uri: str) -> str | None:
+    """sha256 of the checkpoint's weights-only actor file, or None when it has none."""
+    file = Path(checkpoint_uri) / WEIGHTS_FILE
+    return file_sha256(file) if file.is_file() else None
+
+
+def json_ready(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars to Python numbers, curves dropped."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN/inf
+    return value
+
+
+async def latest_promoted(db: Database | asyncpg.Connection) -> dict[str, Any] | None:
+    """The most recently promoted policy (id, algo, exchange, symbol, checkpoint_uri), or None; its
+    checkpoint_uri carries the weights' recorded sha256 (`<dir>#sha256=<hex>`) for the loader."""
+    rows = await db.fetch(
+        "SELECT id, algo, exchange, symbol, checkpoint_uri, weights_sha256, promoted_at FROM policies"
+        " WHERE promoted_at IS NOT NULL ORDER BY promoted_at DESC LIMIT 1"
+    )
+    if not rows:
+        return None
+    row = dict(rows[0])
+    row["checkpoint_uri"] = with_sha(row["checkpoint_uri"], row.pop("weights_sha256"))
+    return row
+
+
+async def count(db: Database) -> int:
+    """How many trials were ever recorded (what the deflated Sharpe ratio discounts for)."""
+    rows = await db.fetch("SELECT count(*) AS n FROM policies")
+    return int(rows[0]["n"])
+
+
+LISTING = (
+    "SELECT id, algo, source, exchange, symbol, metrics, reason, checkpoint_uri, weights_sha256, created_at,"
+    " promoted_at, promoted_at IS NOT NULL AND promoted_at = max(promoted_at)"
+    " OVER (PARTITION BY exchange, symbol) AS current"
+    " FROM policies ORDER BY coalesce(promoted_at, created_at) DESC LIMIT $1"
+)
+
+
+def status(row: dict[str, Any]) -> str:
+    """promoted (trading now on its market), retired (promoted once, since replaced), rejected (judged and
+    not promoted), candidate (not judged yet)."""
+    if row["promoted_at"] is not None:
+        return "promoted" if row["current"] else "retired"
+    return "rejected" if row["reason"] else "candidate"
+
+
+async def listing(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest policies (promoted or created last first): id, algo, source, status, market, created,
+    figures (metrics), reason."""
+    out = []
+    for r in await db.fetch(LISTING, limit):
+        row = dict(r)
+        row["metrics"] = json.loads(row["metrics"]) if isinstance(row["metrics"], str) else row["metrics"]
+        row["status"] = status(row)
+        row["markets"] = [f"{row['exchange']}:{row['symbol']}"] if row["exchange"] else []
+        del row["current"]
+        out.append(row)
+    return out
