@@ -15,7 +15,10 @@ class BookFileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Book:
-    """Visible levels as ``(price, amount)``: bids by descending price, asks by ascending price."""
+    """Visible levels as ``(price, amount)``: bids by descending price, asks by ascending price.
+
+    A frozen snapshot the cycle sizer walks, unlike the live books that change under it (ingest's
+    ``OrderBook``, the paper venue's ``SimBook``) and the guard's per-venue ``VenueAccount``."""
 
     bids: tuple[tuple[float, float], ...]
     asks: tuple[tuple[float, float], ...]

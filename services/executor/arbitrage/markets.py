@@ -23,7 +23,10 @@ class MarketFileError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Market:
-    """One spot market and the rules an order on it must respect (0 means no constraint)."""
+    """One spot market and the rules an order on it must respect (0 means no constraint).
+
+    Static rules, unlike the risk crash detector's ``Market`` (running price statistics of one venue's
+    market) and ``services.risk.replay.MarketMessage`` (a replayed message)."""
 
     symbol: str
     base: str
