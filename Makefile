@@ -9,7 +9,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow wheel-check ci bench lint up down clean help
+.PHONY: install run test test-slow chaos wheel-check ci bench lint up down clean help
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -30,10 +30,14 @@ run: install  ## start the whole stack in replay mode (embedded Redis + PostgreS
 	$(BIN)/tradewind up --mode replay
 
 test: install  ## the test suite except tests marked slow (embedded Redis + PostgreSQL unless REDIS_URL / DATABASE_URL are set)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow and not chaos" $(PYTEST_ARGS)
 
 test-slow: install  ## the tests marked slow: learning, RLlib, Ray, end-to-end stacks
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "slow and not chaos" $(PYTEST_ARGS)
+
+CHAOS_SUMMARY ?= var/chaos-summary.json
+chaos: install  ## live executor + risk against the fake venue, kill -9 each process and server in turn; JSON summary in $(CHAOS_SUMMARY)
+	CHAOS_SUMMARY=$(CHAOS_SUMMARY) $(BIN)/python -m pytest -q -s -m chaos tests/chaos $(PYTEST_ARGS)
 
 wheel-check:  ## build the wheel, install it in a fresh venv outside the checkout, trade and train from an empty folder
 	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" TORCH_INDEX="$(TORCH_INDEX)" .ci/wheel_smoke.sh

@@ -21,9 +21,10 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.bounded import LruDict
 from shared.config import BusSettings
 from shared.metrics import ServiceMetrics
 from shared.schemas import AnyMessage, DecodeError, decode, encode, streams
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 Payload = AnyMessage | Sequence[AnyMessage]
 _TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+ERRORS_KEPT = 10_000  # handler errors remembered per consumer, for dead-letter records
 
 
 def connect_redis(url: str) -> Redis:
@@ -72,6 +74,19 @@ class RedisBus:
 
     async def publish_encoded(self, entries: Sequence[tuple[str, bytes, int]]) -> list[str]:
         """Append already-encoded entries ``(stream, data, n_messages)`` in one round trip."""
+        results = await self.send_encoded(entries)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return [r for r in results if isinstance(r, str)]
+
+    async def send_encoded(self, entries: Sequence[tuple[str, bytes, int]]) -> list[str | RedisError]:
+        """Like ``publish_encoded``, but say per entry whether it went in: its id, or the error Redis gave.
+
+        One round trip either way. An entry Redis refused (OOM, READONLY, NOPERM) is not counted in
+        the stream's stats, so a caller can send it again without counting it twice. A lost
+        connection still raises: then nobody knows which entries went in.
+        """
         pipe = self.redis.pipeline(transaction=False)
         totals: dict[str, list[int]] = {}
         for stream, data, n in entries:
@@ -82,11 +97,29 @@ class RedisBus:
         for stream, (n_entries, n_msgs) in totals.items():
             pipe.hincrby(streams.STATS_KEY, f"{stream}:entries", n_entries)
             pipe.hincrby(streams.STATS_KEY, f"{stream}:msgs", n_msgs)
-        results = await pipe.execute()
+        results = await pipe.execute(raise_on_error=False)
+        added: list[str | RedisError] = [r if isinstance(r, RedisError) else _text(r) for r in results[: len(entries)]]
+        refused: dict[str, list[int]] = {}
+        for (stream, _, n), r in zip(entries, added, strict=True):
+            if isinstance(r, RedisError):
+                t = refused.setdefault(stream, [0, 0])
+                t[0] += 1
+                t[1] += n
+        counted = {s: not isinstance(results[len(entries) + 2 * i], RedisError) for i, s in enumerate(totals)}
+        if any(counted[s] for s in refused):  # rare: take back the stats of entries that did not go in
+            with contextlib.suppress(RedisError, *_TRANSIENT):
+                pipe = self.redis.pipeline(transaction=False)
+                for stream, (n_entries, n_msgs) in refused.items():
+                    if counted[stream]:
+                        pipe.hincrby(streams.STATS_KEY, f"{stream}:entries", -n_entries)
+                        pipe.hincrby(streams.STATS_KEY, f"{stream}:msgs", -n_msgs)
+                await pipe.execute(raise_on_error=False)
         if self.metrics:
             for stream, (_, n_msgs) in totals.items():
-                self.metrics.count_out(stream, n_msgs)
-        return [_text(r) for r in results[: len(entries)]]
+                sent = n_msgs - refused.get(stream, [0, 0])[1]
+                if sent:
+                    self.metrics.count_out(stream, sent)
+        return added
 
 
 def _count(payload: Payload) -> int:
@@ -97,12 +130,18 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+Entry = tuple[str, bytes, int]  # (stream, encoded payload, messages in it)
+
+
 class Publisher:
     """Drain-and-pipeline writer: ``put`` is cheap and synchronous; one task sends everything queued.
 
-    Messages are grouped per stream into entries of ``messages_per_entry``. If Redis is down the
-    buffer is kept and retried with backoff, so nothing is lost; ``put`` waits when more than
-    ``max_buffered`` messages are queued, so memory stays bounded.
+    Messages are grouped per stream into entries of ``messages_per_entry``. When Redis fails - down,
+    or refusing writes (OOM, READONLY, NOPERM) - the entries it did not take are kept and sent again
+    with backoff, in order, so nothing is lost or written twice; ``put`` waits when more than
+    ``max_buffered`` messages are queued, and if producers that do not wait push past that bound
+    while Redis is failing, the oldest kept entries are shed (logged, counted as ``publish_shed``).
+    A message that cannot be encoded is dropped alone (``publish_encode``), never its batch.
     """
 
     def __init__(self, bus: RedisBus, max_buffered: int = 200_000) -> None:
@@ -111,19 +150,26 @@ class Publisher:
         self.max_buffered = max_buffered
         self._buffer: dict[str, list[AnyMessage]] = {}
         self._buffered = 0
+        self._held: list[Entry] = []  # encoded entries Redis has not taken yet, oldest first
+        self._held_msgs = 0
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self.shed = 0  # messages dropped because Redis refused them for too long
+        self.failures = 0  # sends Redis refused or broke off (each retried)
+        self.unencodable = 0
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        """Start the writer task and return it (a service supervises it: see ``shared.runtime``)."""
         self._task = asyncio.create_task(self._run(), name="publisher")
+        return self._task
 
     @property
     def buffered(self) -> int:
         """Messages queued and not yet sent (producers that read a socket slow down above a limit)."""
-        return self._buffered
+        return self._buffered + self._held_msgs
 
     def put_nowait(self, stream: str, message: AnyMessage) -> None:
         buffer = self._buffer.get(stream)
@@ -144,7 +190,7 @@ class Publisher:
         self._wake.set()
 
     async def put(self, stream: str, message: AnyMessage) -> None:
-        while self._buffered >= self.max_buffered:
+        while self.buffered >= self.max_buffered:
             await self._drained.wait()
         self.put_nowait(stream, message)
 
@@ -156,39 +202,99 @@ class Publisher:
         """Send what is queued, then stop the writer task."""
         self._closing = True
         self._wake.set()
-        if self._task:
-            await self._task
+        if self._task is None:
+            return
+        if self._task.done() and (self._task.cancelled() or self._task.exception() is not None):
+            # the writer died (its service was told: see shared.runtime.ServiceTasks); say what it leaves
+            log.error("publisher closed after its writer died: %d messages not sent", self.buffered)
+            return
+        await self._task
 
     async def _run(self) -> None:
         backoff = 0.05
         while True:
-            await self._wake.wait()
+            if not self._held:
+                await self._wake.wait()
             self._wake.clear()
             if self._buffered:
-                batch, self._buffer, count = self._buffer, {}, self._buffered
+                batch, self._buffer = self._buffer, {}
                 self._buffered = 0
-                entries = [
-                    (stream, encode(chunk), len(chunk))
-                    for stream, msgs in batch.items()
-                    for chunk in (msgs[i : i + self.per_entry] for i in range(0, len(msgs), self.per_entry))
-                ]
-                while True:
-                    try:
-                        await self.bus.publish_encoded(entries)
-                        backoff = 0.05
-                        break
-                    except _TRANSIENT as exc:
-                        log.warning("publish of %d messages failed (%s); retrying in %.2fs", count, exc, backoff)
-                        if self.bus.metrics:
-                            self.bus.metrics.error("publish_retry")
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, 5.0)
+                self._held += self._encode(batch)
+                self._held_msgs = sum(n for _, _, n in self._held)
+            if self._held:
+                failed, error = await self._send(self._held)
+                self._held = failed
+                self._held_msgs = sum(n for _, _, n in failed)
+                if failed:
+                    self.failures += 1
+                    n = self._held_msgs
+                    log.warning("publish of %d messages failed (%s); retrying in %.2fs", n, error, backoff)
+                    if self.bus.metrics:
+                        self.bus.metrics.error("publish_retry")
+                    self._shed_beyond_bound()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.05
             if not self._buffered:
                 self._drained.set()
                 if self._closing:
                     return
             else:
                 self._wake.set()
+
+    async def _send(self, entries: list[Entry]) -> tuple[list[Entry], BaseException | None]:
+        """Send ``entries``; return those Redis did not take (in order) and why."""
+        try:
+            results = await self.bus.send_encoded(entries)
+        except (RedisError, *_TRANSIENT) as exc:
+            return entries, exc  # the connection broke: nobody knows which went in, so all go again
+        failed = [e for e, r in zip(entries, results, strict=True) if isinstance(r, RedisError)]
+        return failed, next((r for r in results if isinstance(r, RedisError)), None)
+
+    def _encode(self, batch: dict[str, list[AnyMessage]]) -> list[Entry]:
+        entries: list[Entry] = []
+        per = self.per_entry
+        for stream, msgs in batch.items():
+            for i in range(0, len(msgs), per):
+                chunk = msgs[i : i + per]
+                try:
+                    entries.append((stream, encode(chunk), len(chunk)))
+                except Exception:  # some message will not encode: drop it alone, keep the rest
+                    good = [m for m in chunk if self._encodable(stream, m)]
+                    if good:
+                        entries.append((stream, encode(good), len(good)))
+        return entries
+
+    def _encodable(self, stream: str, message: AnyMessage) -> bool:
+        try:
+            encode(message)
+            return True
+        except Exception as exc:
+            self.unencodable += 1
+            log.error("dropped a message for %s that cannot be encoded (%r): %.300r", stream, exc, message)
+            if self.bus.metrics:
+                self.bus.metrics.error("publish_encode")
+            return False
+
+    def _shed_beyond_bound(self) -> None:
+        over = self.buffered - self.max_buffered
+        if over <= 0:
+            return
+        k = dropped = 0
+        while over > 0 and k < len(self._held):
+            n = self._held[k][2]
+            k, dropped, over = k + 1, dropped + n, over - n
+        del self._held[:k]
+        self._held_msgs -= dropped
+        self.shed += dropped
+        log.error(
+            "Redis has refused writes for too long and %d messages are queued (max_buffered %d):"
+            " dropped the oldest %d messages (%d entries)",
+            self.buffered + dropped, self.max_buffered, dropped, k,
+        )  # fmt: skip
+        if self.bus.metrics:
+            self.bus.metrics.error("publish_shed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +307,8 @@ class Delivery:
 
 
 Handler = Callable[[list[Delivery]], Awaitable[None]]
+# Says why an entry must be refused (None: hand it over): it is dead-lettered at once, never retried.
+Verify = Callable[[Delivery], Awaitable[str | None]]
 
 
 class Consumer:
@@ -222,6 +330,8 @@ class Consumer:
         name: str | None = None,
         start_id: str = "0",
         metrics: ServiceMetrics | None = None,
+        verify: Verify | None = None,
+        errors_kept: int = ERRORS_KEPT,
     ) -> None:
         if not streams_:
             raise ValueError("Consumer needs at least one stream to read")
@@ -240,9 +350,12 @@ class Consumer:
         self.name = name or default_consumer_name()
         self.start_id = start_id
         self.metrics = metrics
+        self.verify = verify
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()  # set once the group exists: entries added after this are delivered
-        self._errors: dict[str, str] = {}  # entry id -> last handler error, for the dead-letter record
+        # entry id -> last handler error, for the dead-letter record; bounded: an entry another consumer
+        # took over, or one trimmed while pending, is never popped here
+        self._errors: LruDict[str, str] = LruDict(errors_kept)
         self.processed = 0
         self.dead_lettered = 0
 
@@ -383,9 +496,15 @@ class Consumer:
                 await self.redis.xack(stream, self.group, entry_id)
                 continue
             try:
-                deliveries.append(Delivery(stream, entry_id, decode(fields[streams.FIELD.encode()])))
+                delivery = Delivery(stream, entry_id, decode(fields[streams.FIELD.encode()]))
             except (DecodeError, KeyError) as exc:
                 await self._dead_letter(stream, entry_id, fields, f"undecodable: {exc}")
+                continue
+            refused = await self.verify(delivery) if self.verify else None
+            if refused:
+                await self._dead_letter(stream, entry_id, fields, f"refused: {refused}")
+            else:
+                deliveries.append(delivery)
         if not deliveries:
             return
         try:

@@ -89,7 +89,8 @@ def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
     setup_logging(settings.log, "up")
     summary = asyncio.run(run_up(settings, duration, list(only) or None))
     click.echo(json.dumps(summary))
-    failed = [n for n, s in summary["services"].items() if s["state"] == "gave_up"]
+    supervised = {**summary["services"], **summary.get("servers", {})}
+    failed = [n for n, s in supervised.items() if s["state"] == "gave_up"]
     sys.exit(1 if failed else 0)
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from shared.sections.arbitrage import ArbitrageSettings
 from shared.sections.base import Section
+from shared.sections.control import ControlSettings
 from shared.sections.executor import ExecutorSettings
 from shared.sections.ingest import IngestSettings
 from shared.sections.risk import RiskSettings
@@ -110,6 +111,7 @@ class Settings(BaseSettings):
     trainer: TrainerSettings = TrainerSettings()
     risk: RiskSettings = RiskSettings()
     arbitrage: ArbitrageSettings = ArbitrageSettings()
+    control: ControlSettings = ControlSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -218,7 +220,7 @@ def load_settings(**overrides: Any) -> Settings:
             name = setting_env_name(err["loc"])
             dotted = ".".join(str(p) for p in err["loc"])
             got = err.get("input")
-            shown = "<secret>" if "url" in dotted.lower() or "token" in dotted.lower() else repr(got)
+            shown = "<secret>" if any(s in dotted.lower() for s in ("url", "token", "key")) else repr(got)
             if err["type"] == "extra_forbidden":
                 lines.append(f"{name} ({dotted}): unknown setting")
             else:

@@ -7,6 +7,11 @@ hand; an executor or risk service loads the set before it does anything else, th
 stream. Applying a control is idempotent, so an entry seen twice (once in the loaded set, once
 on the stream) changes nothing.
 
+The loaded set is trusted because of who writes it, not re-verified: ``send`` is its only writer
+and signs before it writes, and the per-role Redis users leave the hash writable only by the roles
+that hold a key (risk, executor, the operator). Per-halt signatures would not close the gap that
+matters: deleting a halt, which no signature on the halts that remain reveals.
+
 Who lifts what: a human resume lifts human halts in its scope (a resume of every venue lifts the
 human halts of every venue); a ``drawdown`` or ``reconcile`` halt is lifted only by a human resume
 with ``force`` (`tradewind resume --force --reason TEXT`, recorded); any other cause (``feed``,
@@ -24,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from shared.schemas import RiskControl, encode, streams
+from shared.signing import Signer
 from shared.storage import Database
 
 HUMAN = "human"
@@ -126,12 +132,14 @@ async def _stored(db: Database) -> list[Halt]:
 
 
 async def send(
-    redis: Redis, controls: Sequence[RiskControl], *, maxlen: int, db: Database | None = None
+    redis: Redis, controls: Sequence[RiskControl], *, signer: Signer, maxlen: int, db: Database | None = None
 ) -> list[Change]:
-    """Publish ``controls`` on risk:control and apply their halts and resumes to the stored set,
-    in one transaction (retried if another writer changed the set meanwhile); then to PostgreSQL."""
+    """Sign ``controls`` as ``signer``, publish them on risk:control and apply their halts and resumes
+    to the stored set, in one transaction (retried if another writer changed the set meanwhile); then
+    to PostgreSQL. The one path that publishes controls: everything on the stream is signed here."""
     if not controls:
         return []
+    controls = [signer.sign(c) for c in controls]
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:

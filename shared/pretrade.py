@@ -41,6 +41,7 @@ NOT_REDUCING = "risk.not_reducing"  # a reduce-only order that would not reduce 
 UNKNOWN_OUTCOME = "risk.unknown_outcome"  # an order on this market may or may not be live
 
 LIMIT_FIELDS = tuple(Limits.model_fields)
+_LOWER_IS_LOOSER = frozenset({"fee_buffer"})  # every other limit loosens when raised
 _BLOCK_BUYS = "block_buys"  # RiskControl.limits key: 1 blocks new buys on that venue, 0 lifts it
 
 
@@ -267,6 +268,8 @@ class PreTradeGuard:
             change = self.halts.apply(control)
             return self.cancels(control.exchange, now_ns) if change.added else []  # a repeated halt cancels nothing
         if control.action == "set_limit":
+            if self.refusal(control):  # the consumer's gate dead-letters these; never applied either way
+                return []
             if control.exchange is not None and _BLOCK_BUYS in control.limits:
                 self.venue(control.exchange).buys_blocked = reason if control.limits[_BLOCK_BUYS] else ""
             changed = {k: v for k, v in control.limits.items() if k in LIMIT_FIELDS}
@@ -274,6 +277,40 @@ class PreTradeGuard:
                 self.overrides.setdefault(control.exchange, {}).update(changed)
                 self._limits.clear()
         return []
+
+    def refusal(self, control: RiskControl) -> str | None:
+        """Why a ``set_limit`` not signed by the operator may not be applied: it would loosen a limit
+        (raise it; lower a fee buffer) of some venue or symbol it reaches. Risk may only tighten."""
+        if control.action != "set_limit" or control.signer == "operator":
+            return None
+        for name, value in control.limits.items():
+            if name not in LIMIT_FIELDS:
+                continue
+            now = self._tightest(name, control.exchange)
+            looser = value < now if name in _LOWER_IS_LOOSER else value > now
+            if looser:
+                who = f"{control.signer}-signed" if control.signer else "unsigned"
+                return f"{who} set_limit would loosen {name} ({now:g} → {value:g}); only the operator key may"
+        return None
+
+    def _tightest(self, name: str, exchange: str | None) -> float:
+        """The tightest value of limit ``name`` now in force on any venue/symbol that ``exchange`` reaches."""
+        named = {*self.risk.venues, *self.venues, *(v for v in self.overrides if v is not None)}
+        venues = [exchange] if exchange is not None else sorted(named | {""})  # "": any venue not named
+        values = []
+        for venue in venues:
+            symbols = {""} | {k.partition(":")[2] if ":" in k else k for k in self.risk.symbols
+                              if ":" not in k or k.startswith(f"{venue}:")}  # fmt: skip
+            own = self.overrides.get(venue, {}) if venue else {}
+            if exchange is None and name in own:
+                continue  # a venue's own runtime value beats one for every venue: not reached
+            runtime = {**self.overrides.get(None, {}), **own}
+            for symbol in symbols:
+                lim = resolve_limits(self.risk, venue, symbol)
+                got = runtime.get(name, getattr(lim, name))
+                values.append(_inf(got))
+        pick = max if name in _LOWER_IS_LOOSER else min
+        return pick(values)
 
     def cancels(self, exchange: str | None, now_ns: int) -> list[OrderIntent]:
         """Cancel intents for every order resting on ``exchange`` (``None``: on every venue)."""

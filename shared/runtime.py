@@ -8,9 +8,9 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from redis.asyncio import Redis
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 ServiceMain = Callable[[Settings], Awaitable[None]]
 Need = Literal["required", "optional", "unused"]
+T = TypeVar("T")
 URL_VARS = {"redis": "REDIS_URL", "database": "DATABASE_URL"}
 
 
@@ -80,6 +81,12 @@ def run_service(name: str, main: ServiceMain, settings: Settings | None = None) 
     except ConfigError as exc:  # a setting found wrong only once the service looked at it
         log.error("%s: %s", name, exc)
         return 2
+    except TaskFailed as exc:  # already logged with its traceback where it was seen
+        log.error("%s exits: %s", name, exc)
+        return 1
+    except Exception:
+        log.exception("%s failed", name)
+        return 1
     return 0
 
 
@@ -174,3 +181,85 @@ async def service_context(
             if migrate:
                 await db.migrate()
         yield ServiceContext(name, settings, redis, RedisBus(redis, settings.bus, metrics), metrics, db)
+
+
+class TaskFailed(RuntimeError):
+    """A background task of a service died while the service should be running: the service stops, non-zero."""
+
+
+class ServiceTasks:
+    """The background tasks of one service, watched so that none dies unnoticed.
+
+    ``until(aw)`` awaits ``aw`` (usually the stop event) while watching every task started here: the
+    first one that raises, is cancelled, or returns (unless started with ``may_finish``) cancels the
+    others and raises ``TaskFailed`` from its error - `run_service` then logs it and exits 1, and the
+    supervisor restarts the process. A stalled service is worse than a restarted one.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._watched: dict[asyncio.Task[Any], bool] = {}  # task -> may finish
+        self._changed = asyncio.Event()
+
+    def start(self, coro: Coroutine[Any, Any, Any], name: str, *, may_finish: bool = False) -> asyncio.Task[Any]:
+        """Run ``coro`` as a watched task."""
+        return self.adopt(asyncio.create_task(coro, name=name), may_finish=may_finish)
+
+    def adopt(self, task: asyncio.Task[Any], *, may_finish: bool = False) -> asyncio.Task[Any]:
+        """Watch a task started elsewhere (e.g. ``Publisher.start()``)."""
+        self._watched[task] = may_finish
+        self._changed.set()
+        return task
+
+    @property
+    def tasks(self) -> list[asyncio.Task[Any]]:
+        return list(self._watched)
+
+    async def until(self, aw: Awaitable[T]) -> T:
+        """Await ``aw``; raise ``TaskFailed`` as soon as a watched task dies first."""
+        waiter = asyncio.ensure_future(aw)
+        try:
+            while True:
+                for task in [t for t in self._watched if t.done()]:
+                    self._check(task, stopping=waiter.done())
+                if waiter.done():
+                    return waiter.result()
+                self._changed.clear()
+                changed = asyncio.ensure_future(self._changed.wait())  # a task started meanwhile is watched too
+                try:
+                    await asyncio.wait([waiter, changed, *self._watched], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _check(self, task: asyncio.Task[Any], *, stopping: bool) -> None:
+        may_finish = self._watched.pop(task) or stopping  # ending with the service is no failure
+        name = task.get_name()
+        if task.cancelled():
+            how, cause = "was cancelled", None
+        elif (cause := task.exception()) is not None:
+            how = f"failed: {cause!r}"
+        elif may_finish:
+            return
+        else:
+            how = "returned while the service was running"
+        self.cancel()
+        log.error("%s: background task %s %s; stopping the service", self.service, name, how, exc_info=cause)
+        raise TaskFailed(f"{self.service}: background task {name} {how}") from cause
+
+    def cancel(self) -> None:
+        """Cancel every task still running."""
+        for task in self._watched:
+            task.cancel()
+
+    async def wait(self, grace_s: float | None = None) -> None:
+        """Wait for the tasks to end (they were asked to stop); cancel those still running after ``grace_s``."""
+        tasks = list(self._watched)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

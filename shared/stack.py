@@ -1,4 +1,11 @@
-"""`tradewind up`: servers (embedded when no URL is set), migrations, then the supervised services."""
+"""`tradewind up`: servers (embedded when no URL is set), migrations, then the supervised services.
+
+Embedded servers are supervised too: found dead, they are started again in place, under the
+services' restart rules, and the services reconnect. The embedded Redis has one ACL user per role
+(shared.embedded.REDIS_ROLES): each service gets a REDIS_URL with its own user, the operator's URL
+goes to ``<var_dir>/run/redis.url`` (mode 0600) for the CLI; the passwords are generated once per
+var dir (``<var_dir>/redis/passwords``, mode 0600) and never logged.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings
-from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from shared.config import Settings, mask_url
+from shared.embedded import OPERATOR, EmbeddedPostgres, EmbeddedRedis, role_passwords, write_private
 from shared.schemas import streams
+from shared.signing import SIGNING_SERVICES, stack_keys
 from shared.storage import Database
-from shared.supervisor import ServiceSpec, Supervisor, python_module
+from shared.supervisor import ServerSpec, ServiceSpec, Supervisor, python_module
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +46,21 @@ def enabled_services(settings: Settings) -> list[str]:
 class Servers:
     """The Redis and PostgreSQL the stack uses: the configured ones, or embedded ones under var_dir."""
 
-    redis_url: str
+    redis_url: str  # the operator's (the stack's own) URL
     database_url: str
     embedded: list[EmbeddedRedis | EmbeddedPostgres] = field(default_factory=list)
     run_dir: Path | None = None
+
+    def service_redis_url(self, role: str) -> str:
+        """The REDIS_URL for a service: its own ACL user on the embedded Redis, else the configured URL."""
+        for server in self.embedded:
+            if isinstance(server, EmbeddedRedis):
+                return server.user_url(role)
+        return self.redis_url
+
+    def supervised(self) -> list[ServerSpec]:
+        """The embedded servers, for the supervisor to restart in place when they die."""
+        return [ServerSpec(s.name, s.start, s.alive, s.exit_description) for s in self.embedded]
 
     @classmethod
     def start(cls, settings: Settings) -> Servers:
@@ -49,9 +68,11 @@ class Servers:
         try:
             redis_url = settings.redis_url
             if not redis_url:
-                server = EmbeddedRedis(settings.var_dir / "redis")
+                directory = settings.var_dir / "redis"
+                server = EmbeddedRedis(directory, passwords=role_passwords(directory / "passwords"))
                 embedded.append(server)
-                redis_url = server.start()
+                server.start()
+                redis_url = server.user_url(OPERATOR)
             if settings.database_url:
                 database_url = settings.database_url.get_secret_value()
             else:
@@ -68,8 +89,8 @@ class Servers:
         if embedded:  # so that `tradewind streams` in another terminal finds them (shared.runtime.running_url)
             servers.run_dir = settings.var_dir / "run"
             servers.run_dir.mkdir(parents=True, exist_ok=True)
-            (servers.run_dir / "redis.url").write_text(redis_url)
-            (servers.run_dir / "database.url").write_text(database_url)
+            write_private(servers.run_dir / "redis.url", redis_url)  # holds the operator's password
+            write_private(servers.run_dir / "database.url", database_url)
         return servers
 
     def stop(self) -> None:
@@ -112,25 +133,27 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
         log.info(
             "mode %s; Redis %s; services: %s",
             settings.mode,
-            servers.redis_url,
+            mask_url(servers.redis_url),
             ", ".join(names) or "(none yet)",
         )
+        control_keys = stack_keys(settings.control, settings.var_dir)  # generated once per var dir if unset
         specs = [
             ServiceSpec(
                 name,
                 python_module(f"services.{name}"),
                 {
-                    "REDIS_URL": servers.redis_url,
+                    "REDIS_URL": servers.service_redis_url(name),
                     "DATABASE_URL": servers.database_url,
                     "TRADEWIND_MODE": settings.mode,
                     "TRADEWIND_SERVICE_NAME": name,
                     "TRADEWIND_VAR_DIR": str(settings.var_dir),
                     "TRADEWIND_METRICS__PORT": str(settings.metrics.port + i if settings.metrics.port else 0),
+                    **(control_keys if name in SIGNING_SERVICES else {}),  # risk:control's HMAC keys
                 },
             )
             for i, name in enumerate(names)
         ]
-        supervisor = Supervisor(specs, settings.supervisor)
+        supervisor = Supervisor(specs, settings.supervisor, servers=servers.supervised())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, supervisor.stop)
@@ -150,4 +173,5 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
         "duration_s": round(time.monotonic() - started, 3),
         "streams": counters,
         "services": services,
+        "servers": supervisor.server_summary(),
     }

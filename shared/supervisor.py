@@ -4,6 +4,10 @@ Each service is its own process group, its output prefixed and coloured; a crash
 restarted with exponential backoff until it crash-loops (too many restarts in a window), then it
 is given up on with a message saying so while the others keep running. Stopping sends SIGTERM to
 every group, waits ``stop_grace_s``, then SIGKILLs what is left: no orphans.
+
+Servers (the embedded Redis and PostgreSQL) are watched under the same rules: one found dead is
+started again in place (same port or socket, same data) after the same backoff, and given up on
+after the same crash loop. Their owner stops them, after the services.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -34,15 +38,29 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server watched in place: ``alive()`` polled, ``start()`` (blocking, run in a thread) to restart."""
+
+    name: str
+    start: Callable[[], object]
+    alive: Callable[[], bool]
+    describe_exit: Callable[[], str] = lambda: "died"
+
+
+SERVER_POLL_S = 0.2
+
+
 @dataclass
 class ServiceState:
-    spec: ServiceSpec
+    spec: ServiceSpec | ServerSpec
     colour: str
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     exit_status: int | None = None
     state: str = "starting"  # running, restarting, gave_up, stopped, exited
     crash_times: deque[float] = field(default_factory=deque)
+    backoff: float = 0.0
 
     def summary(self) -> dict[str, object]:
         return {"restarts": self.restarts, "exit_status": self.exit_status, "state": self.state}
@@ -54,13 +72,15 @@ class Supervisor:
         specs: Sequence[ServiceSpec],
         settings: SupervisorSettings,
         console: Console | None = None,
+        servers: Sequence[ServerSpec] = (),
     ) -> None:
-        names = [s.name for s in specs]
+        names = [*(s.name for s in servers), *(s.name for s in specs)]
         if len(set(names)) != len(names):
-            raise ValueError(f"service names must be unique, got {names}")
+            raise ValueError(f"service and server names must be unique, got {names}")
         self.settings = settings
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.services = {s.name: ServiceState(s, COLOURS[i % len(COLOURS)]) for i, s in enumerate(specs)}
+        self.servers = {s.name: ServiceState(s, "white") for s in servers}
         self._stopping = asyncio.Event()
         self._width = max((len(n) for n in names), default=0)
 
@@ -70,6 +90,7 @@ class Supervisor:
     async def run(self, duration: float | None = None) -> dict[str, dict[str, object]]:
         """Run every service until ``stop()`` or ``duration`` seconds; return per-service summaries."""
         watchers = [asyncio.create_task(self._watch(s), name=f"watch-{n}") for n, s in self.services.items()]
+        watchers += [asyncio.create_task(self._watch_server(s), name=f"watch-{n}") for n, s in self.servers.items()]
         try:
             if duration is None:
                 await self._stopping.wait()
@@ -87,8 +108,12 @@ class Supervisor:
         text.append(line, style=style)
         self.console.print(text)
 
+    def server_summary(self) -> dict[str, dict[str, object]]:
+        return {n: s.summary() for n, s in self.servers.items()}
+
     async def _watch(self, svc: ServiceState) -> None:
-        backoff = self.settings.restart_backoff_s
+        assert isinstance(svc.spec, ServiceSpec)
+        svc.backoff = self.settings.restart_backoff_s
         while not self._stopping.is_set():
             started = time.monotonic()
             svc.process = await asyncio.create_subprocess_exec(
@@ -104,34 +129,70 @@ class Supervisor:
             await self._pump(svc, svc.process)
             status = await svc.process.wait()
             svc.exit_status = status
+            if not await self._may_restart(svc, started, f"exited with status {status}"):
+                return
+
+    async def _watch_server(self, svc: ServiceState) -> None:
+        """Poll a server started by its owner; start it again in place when it is found dead."""
+        assert isinstance(svc.spec, ServerSpec)
+        svc.backoff = self.settings.restart_backoff_s
+        svc.state = "running"
+        started = time.monotonic()
+        while not self._stopping.is_set():
+            if svc.spec.alive():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), SERVER_POLL_S)
+                continue
             if self._stopping.is_set():
-                svc.state = "stopped"
+                break
+            if not await self._may_restart(svc, started, svc.spec.describe_exit()):
                 return
-            now = time.monotonic()
-            if now - started > self.settings.crash_loop_window_s:
-                backoff = self.settings.restart_backoff_s  # it ran fine for a while: start afresh
-            svc.crash_times.append(now)
-            while svc.crash_times and now - svc.crash_times[0] > self.settings.crash_loop_window_s:
-                svc.crash_times.popleft()
-            if len(svc.crash_times) > self.settings.crash_loop_restarts:
-                svc.state = "gave_up"
-                self.say(
-                    svc.spec.name,
-                    svc.colour,
-                    f"crash loop: exited {len(svc.crash_times)} times within {self.settings.crash_loop_window_s:g}s "
-                    f"(last exit status {status}); giving up on it, the other services keep running",
-                    "bold red",
-                )
-                return
-            svc.state = "restarting"
-            self.say(svc.spec.name, svc.colour, f"exited with status {status}; restarting in {backoff:.1f}s", "red")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
-            if self._stopping.is_set():
-                svc.state = "stopped"
-                return
-            svc.restarts += 1
-            backoff = min(backoff * 2, self.settings.restart_backoff_max_s)
+            started = time.monotonic()
+            try:
+                await asyncio.to_thread(svc.spec.start)
+            except Exception as exc:  # counted as another crash at the next poll
+                self.say(svc.spec.name, svc.colour, f"restart failed: {exc}", "red")
+                continue
+            svc.state = "running"
+            self.say(svc.spec.name, svc.colour, f"back after {time.monotonic() - started:.2f}s", "green")
+        svc.state = "stopped"
+
+    async def _may_restart(self, svc: ServiceState, started: float, what: str) -> bool:
+        """After ``svc`` died: wait its backoff and say True, or False when stopping or crash-looping.
+
+        The backoff doubles per restart up to ``restart_backoff_max_s`` and starts afresh after a run
+        longer than the crash-loop window; more than ``crash_loop_restarts`` exits within the window
+        is a crash loop, and the service (or server) is given up on.
+        """
+        if self._stopping.is_set():
+            svc.state = "stopped"
+            return False
+        now = time.monotonic()
+        if now - started > self.settings.crash_loop_window_s:
+            svc.backoff = self.settings.restart_backoff_s  # it ran fine for a while: start afresh
+        svc.crash_times.append(now)
+        while svc.crash_times and now - svc.crash_times[0] > self.settings.crash_loop_window_s:
+            svc.crash_times.popleft()
+        if len(svc.crash_times) > self.settings.crash_loop_restarts:
+            svc.state = "gave_up"
+            self.say(
+                svc.spec.name,
+                svc.colour,
+                f"crash loop: exited {len(svc.crash_times)} times within {self.settings.crash_loop_window_s:g}s "
+                f"(last: {what}); giving up on it, the others keep running",
+                "bold red",
+            )
+            return False
+        svc.state = "restarting"
+        self.say(svc.spec.name, svc.colour, f"{what}; restarting in {svc.backoff:.1f}s", "red")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), svc.backoff)
+        if self._stopping.is_set():
+            svc.state = "stopped"
+            return False
+        svc.restarts += 1
+        svc.backoff = min(svc.backoff * 2, self.settings.restart_backoff_max_s)
+        return True
 
     async def _pump(self, svc: ServiceState, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

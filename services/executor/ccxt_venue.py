@@ -21,6 +21,7 @@ from services.executor import ccxt_account as account
 from services.executor.ccxt_account import make_exchange
 from services.executor.ccxt_outcomes import STATUS, Lookups, is_refusal, new_fills
 from services.executor.gateway import Gateway, Report, VenueBalance, VenueOrder
+from shared.bounded import LruDict
 from shared.ids import invalid_reason
 from shared.paper import LedgerEntry, dec
 from shared.paper.positions import Position
@@ -30,6 +31,9 @@ from shared.schemas.messages import OrderStatus, Side
 from shared.sections.executor import CcxtVenue
 
 log = logging.getLogger(__name__)
+
+
+DONE_KEPT = 100_000  # finished orders whose last fill total is remembered
 
 
 @dataclass(slots=True)
@@ -46,12 +50,17 @@ class CcxtGateway(Gateway):
     (the venue holds the truth: the simulated-venue hooks keep ``Gateway``'s defaults)."""
 
     def __init__(
-        self, venues: dict[str, CcxtVenue], exchange_factory: Callable[[CcxtVenue], Any] = make_exchange
+        self,
+        venues: dict[str, CcxtVenue],
+        exchange_factory: Callable[[CcxtVenue], Any] = make_exchange,
+        done_kept: int = DONE_KEPT,
     ) -> None:
         self.venues = venues
         self.clients = {name: exchange_factory(v) for name, v in venues.items()}
         self._open: dict[str, Tracked] = {}
-        self._seen_filled: dict[str, Decimal] = {}
+        self._seen_filled: dict[str, Decimal] = {}  # open orders: cumulative filled seen so far
+        # finished orders, for the late or duplicated reports that follow the last one (bounded)
+        self._done_filled: LruDict[str, Decimal] = LruDict(done_kept)
         self._events: list[OrderEvent] = []
         self._ledger: list[LedgerEntry] = []
         self._positions: list[Position] = []
@@ -194,7 +203,8 @@ class CcxtGateway(Gateway):
     ) -> None:
         status = STATUS.get(order.get("status") or "open", "accepted")
         filled = dec(order.get("filled") or 0)
-        before = self._seen_filled.get(cid, Decimal(0))
+        seen = self._seen_filled
+        before = seen[cid] if cid in seen else self._done_filled.get(cid, Decimal(0))
         if filled < before:
             return  # an older update arriving after a newer one
         amount = dec(order.get("amount") or 0)
@@ -210,6 +220,7 @@ class CcxtGateway(Gateway):
             self._open[cid] = Tracked(venue, symbol, str(order.get("id")), side, margin_mode)
         else:
             self._open.pop(cid, None)
+            self._done_filled[cid] = self._seen_filled.pop(cid, filled)  # only open orders stay unbounded
         self._events.append(
             OrderEvent(
                 cid,

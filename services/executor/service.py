@@ -9,9 +9,10 @@ the gateway (a simulated venue fills against it) and to the strategies the setti
 Every intent passes ``shared.pretrade.PreTradeGuard`` inline; its rejection reason reaches
 ``orders:events``. The guard learns mids from the books, free balances and positions from the
 gateway, resting orders from the order reports, and halts, limit changes and heartbeats from
-``risk:control``; a halt's cancels go straight to the gateway. A live executor halts new orders
-when the risk service is silent for ``risk.heartbeat_timeout_s`` from start; a paper or replay
-executor only once it has heard the risk service (`tradewind up --only executor` still trades).
+``risk:control``, signed ones only (``shared.signing``); a halt's cancels go straight to the
+gateway. A live executor halts new orders when the risk service is silent for
+``risk.heartbeat_timeout_s`` from start; a paper or replay executor only once it has heard the
+risk service (`tradewind up --only executor` still trades).
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from services.executor.store import UNSENT_STATUSES, ExecutorStore
 from services.executor.strategies.base import StrategyContext
 from services.executor.strategies.host import StrategyHost
 from shared import halts, pretrade
-from shared.bus import Consumer, Delivery, RedisBus
+from shared.bus import Consumer, Delivery, RedisBus, Verify
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
 from shared.paper import LedgerEntry
 from shared.pretrade import PreTradeGuard
-from shared.runtime import service_context
+from shared.runtime import ServiceTasks, service_context
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, RiskControl, RiskEvent, Trade, streams
+from shared.signing import RISK, ControlGate, Signer, SigningError
 from shared.storage import Database
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,19 @@ class Executor:
         self.guard = PreTradeGuard(
             guarding.guarded_limits(settings), now_ns=time.time_ns(), heartbeat_required=settings.mode == "live"
         )
+        # risk:control: every entry verified (shared.signing); this executor's own halts signed with the risk key
+        self.gate = ControlGate(
+            settings.control,
+            self.bus,
+            "executor",
+            heartbeat_timeout_s=settings.risk.heartbeat_timeout_s,
+            extra=self.guard.refusal,
+        )
+        try:
+            self.signer: Signer | None = Signer.of(settings.control, RISK)
+        except SigningError as exc:
+            log.warning("executor: %s; its reconcile halts will hold in this process only", exc)
+            self.signer = None
         self._reduce_only: set[str] = set()  # reduce-only orders sent, not yet acknowledged: halts let them rest
         self.strategies = StrategyHost(StrategyContext(settings, self.run_id, self.store, gateway.free_balance))
         self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
@@ -172,38 +187,46 @@ class Executor:
             self._on_market_data,
             "$",
         )
-        tasks = [asyncio.create_task(md.run(), name="market-data")]
-        reports = asyncio.create_task(self._reports_loop(), name="reports")
+        # Every loop is watched: one that dies stops the executor loudly (the supervisor restarts it).
+        watched = ServiceTasks("executor")
+        watched.start(md.run(), "market-data")
+        reports = watched.start(self._reports_loop(), "reports")
         try:
             await self.reconcile()
             group = self.cfg.group
             self._consumer([streams.ORDERS_INTENTS], group, self._on_intents)
-            self._consumer([streams.RISK_CONTROL], f"{group}-control", self._on_control)
+            self._consumer([streams.RISK_CONTROL], f"{group}-control", self._on_control, verify=self.gate.verify)
             if self.strategies.wants("order_event"):
                 self._consumer([streams.ORDERS_EVENTS], group + ORDER_EVENTS_GROUP, self._on_order_events, "$")
             if self.strategies.wants("policy"):
                 self._consumer([streams.POLICY_UPDATES], group + POLICY_GROUP, self._on_policies, "$")
-            tasks += [asyncio.create_task(c.run(), name=c.streams[0]) for c in self._consumers if c is not md]
-            tasks.append(asyncio.create_task(self._start_strategies(), name="strategies"))
+            for c in self._consumers[1:]:
+                watched.start(c.run(), c.streams[0])
+            watched.start(self._start_strategies(), "strategies", may_finish=True)
             # Ready means every group exists, so what is published from now on reaches us ("$" groups).
-            await asyncio.gather(*(c.ready.wait() for c in self._consumers))
+            await watched.until(asyncio.gather(*(c.ready.wait() for c in self._consumers)))
             self.ready.set()
             log.info(
                 "executor ready (gateway %s, strategies %s)",
                 type(self.gateway).__name__,
                 ", ".join(self.strategies.by_name) or "none",
             )
-            await self._stopping.wait()
+            await watched.until(self._stopping.wait())
         finally:
             self.stop()
             await self.strategies.stop()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(t for t in watched.tasks if t is not reports), return_exceptions=True)
             self._wake.set()
-            await reports
+            await asyncio.gather(reports, return_exceptions=True)
             await self._flush_reports()
 
     def _consumer(
-        self, names: list[str], group: str, handler: Callable[[list[Delivery]], Awaitable[None]], start_id: str = "0"
+        self,
+        names: list[str],
+        group: str,
+        handler: Callable[[list[Delivery]], Awaitable[None]],
+        start_id: str = "0",
+        verify: Verify | None = None,
     ) -> Consumer:
         consumer = Consumer(
             self.redis,
@@ -214,6 +237,7 @@ class Executor:
             name=f"executor-{self.run_id}",
             start_id=start_id,
             metrics=self.metrics,
+            verify=verify,
         )
         self._consumers.append(consumer)
         return consumer
@@ -316,17 +340,22 @@ class Executor:
         return [cid for cid, ok in won.items() if ok]
 
     async def _on_control(self, deliveries: list[Delivery]) -> None:
-        """Apply halts, resumes, limit changes and heartbeats before any await: the next check sees them."""
+        """Apply halts, resumes, limit changes and heartbeats before any await: the next check sees them.
+
+        Every entry here passed ``self.gate.verify`` (signed, within its signer's authority, no replay);
+        stale ones, signed before the window, are skipped: the durable halt set covers those."""
         cancels: list[OrderIntent] = []
-        for d in deliveries:
-            for m in d.messages:
-                if not isinstance(m, RiskControl):
-                    continue
-                cancels += self.guard.on_control(m, time.time_ns())
-                if m.action != "heartbeat":
-                    log.info(
-                        "risk control: %s %s %s %s", m.action, m.exchange or "all venues", m.reason, m.limits or ""
-                    )
+        for m in self.gate.fresh(m for d in deliveries for m in d.messages):
+            cancels += self.guard.on_control(m, time.time_ns())
+            if m.action != "heartbeat":
+                log.info(
+                    "risk control: %s %s %s %s (%s)",
+                    m.action,
+                    m.exchange or "all venues",
+                    m.reason,
+                    m.limits or "",
+                    m.signer,
+                )
         await self._send_cancels(cancels)
 
     async def _reports_loop(self) -> None:
@@ -406,7 +435,12 @@ class Executor:
                 cause="reconcile",
             )
             await self._send_cancels(self.guard.on_control(halt, now))  # in force here before anything else
-            await halts.send(self.redis, [halt], maxlen=self.settings.bus.maxlen, db=self.store.db)  # durable
+            if self.signer is None:
+                log.error(
+                    "reconcile halt of %s not published: no risk key to sign it (TRADEWIND_CONTROL__RISK_KEY)", venue
+                )
+                continue
+            await halts.send(self.redis, [halt], signer=self.signer, maxlen=self.settings.bus.maxlen, db=self.store.db)
 
     def _wallet_assets(self, e: OrderEvent) -> list[tuple[str, str]]:
         base, _, quote = e.symbol.partition("/")

@@ -27,7 +27,7 @@ from services.ingest.venues import get
 from shared.bus import Publisher, RedisBus
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
-from shared.runtime import Need, service_context
+from shared.runtime import Need, ServiceTasks, service_context
 from shared.sections.ingest import VenueSettings
 from shared.storage import Database
 
@@ -87,8 +87,8 @@ class Ingest:
 
     async def run(self) -> None:
         """Run until ``stop()``; everything published is flushed to Redis before returning."""
-        self.publisher.start()
-        tasks: list[asyncio.Task[None]] = []
+        tasks = ServiceTasks("ingest")
+        writer = tasks.adopt(self.publisher.start())
         try:
             venues = await self.venues()
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
@@ -105,28 +105,29 @@ class Ingest:
                     self.connectors.extend(made)
                     log.info("%s: %d symbols on %d connection(s) via %s", name, len(venue.symbols), len(made),
                              venue.base_url_ws)  # fmt: skip
-                tasks = [asyncio.create_task(c.run(), name=f"connector-{c.name}") for c in self.connectors]
+                workers = [tasks.start(c.run(), name=f"connector-{c.name}") for c in self.connectors]
                 if self.db is not None and self.settings.ingest.recorder.enabled:
                     self.recorder = Recorder(
                         self.redis, self.db, sorted(venues), self.settings.ingest.recorder, self.settings.bus,
                         books=self.books, metrics=self.metrics,
                     )  # fmt: skip
-                    tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
-                tasks.append(asyncio.create_task(self._count_frames(), name="frame-metrics"))
-                await self._stopping.wait()
+                    workers.append(tasks.start(self.recorder.run(), name="recorder"))
+                workers.append(tasks.start(self._count_frames(), name="frame-metrics"))
+                await tasks.until(self._stopping.wait())  # a dead connector, recorder or writer ends the service
                 log.info("ingest stopping: closing %d connection(s)", len(self.connectors))
                 for c in self.connectors:
                     c.stop()
                 if self.recorder is not None:
                     self.recorder.stop()
-                _, pending = await asyncio.wait(tasks, timeout=10)
+                _, pending = await asyncio.wait(workers, timeout=10)
                 for t in pending:
                     t.cancel()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.publisher.close()
+            for t in tasks.tasks:
+                if t is not writer:
+                    t.cancel()
+            await self.publisher.close()  # everything published is sent (unless the writer is what died)
+            await tasks.wait(0)
             if self.server is not None:
                 await self.server.stop()
 

@@ -22,12 +22,17 @@ from shared.schemas import RiskControl, RiskEvent, streams
 async def send_control(
     settings: Settings, redis_url: str, database_url: str | None, control: RiskControl
 ) -> list[dict[str, Any]]:
-    """Publish ``control`` on risk:control with its change to the durable halts, record it as a risk
-    event (stream, and table if reachable); return the halts in force afterwards."""
+    """Publish ``control``, signed with the operator key, on risk:control with its change to the durable
+    halts, record it as a risk event (stream, and table if reachable); return the halts in force afterwards.
+
+    The operator key is ``control.operator_key``, else that of the `tradewind up` running on the var dir."""
     from services.risk.record import Recorder
     from shared import halts
     from shared.bus import RedisBus, connect_redis
+    from shared.signing import OPERATOR, Signer, with_stack_keys
     from shared.storage import Database
+
+    signer = Signer.of(with_stack_keys(settings.control, settings.var_dir), OPERATOR)
 
     event = RiskEvent(
         control.action,
@@ -42,7 +47,7 @@ async def send_control(
     try:
         if db is not None:
             await db.migrate()
-        await Recorder(RedisBus(redis, settings.bus), db).emit([event], [control])
+        await Recorder(RedisBus(redis, settings.bus), db, signer).emit([event], [control])
         return halts.describe(await halts.load(redis, db))
     finally:
         if db is not None:
@@ -67,8 +72,12 @@ def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = F
         cause=HUMAN,
         force=force,
     )
+    from shared.signing import SigningError
+
     try:
         remaining = asyncio.run(send_control(settings, url, found.database_url, control))
+    except SigningError as exc:
+        raise click.ClickException(str(exc)) from None
     except (OSError, RedisConnectionError) as exc:
         where = urlsplit(url).netloc.rpartition("@")[2] or url  # never the password
         raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from None

@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from services.risk.crash import asset_key
+from shared.bounded import LruDict, LruSet
 from shared.pretrade import split_symbol
 from shared.schemas import OrderEvent, OrderIntent
 
 USD_LIKE = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "DAI"})
 DAY_NS = 86_400 * 1_000_000_000
+SEEN_FILLS_KEPT = 200_000  # fill ids (and margin intents) remembered: far more than orders:events holds unread
 
 
 @dataclass
@@ -32,13 +34,17 @@ class Portfolio:
     marks: dict[str, float] = field(default_factory=dict)  # asset -> USD
     realized: dict[str, float] = field(default_factory=dict)  # venue -> realized PnL (USD, average cost)
     entry: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (venue, base) -> (qty, avg)
-    order_modes: dict[str, OrderIntent] = field(default_factory=dict)  # client order id -> margin intent
+    order_modes: LruDict[str, OrderIntent] = field(
+        default_factory=lambda: LruDict(SEEN_FILLS_KEPT)
+    )  # id -> margin intent
     resting: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> (venue, symbol, side)
-    seen_fills: set[str] = field(default_factory=set)
+    # fill ids applied, newest kept: orders:events only redelivers recent entries (see restore.py)
+    seen_fills: LruSet[str] = field(default_factory=lambda: LruSet(SEEN_FILLS_KEPT))
     derivatives: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # (venue, sym) -> qty, entry
     peak_total: float = 0.0
     peak_day: float = 0.0
     day: int = -1
+    marks_grace_until_ns: int = 0  # until then, a holding with no mark yet suspends the drawdown measure
 
     @classmethod
     def from_balances(cls, initial: dict[str, dict[str, float]]) -> Portfolio:
@@ -186,8 +192,17 @@ class Portfolio:
         return sum(self.venue_equity(v)[0] for v in venues)
 
     def drawdowns(self, now_ns: int) -> tuple[float, float, float]:
-        """(equity, intraday drawdown, total drawdown) as fractions of the day's and all-time peaks."""
-        eq = self.equity()
+        """(equity, intraday drawdown, total drawdown) as fractions of the day's and all-time peaks.
+
+        While a holding has no mark yet and the grace (``marks_grace_until_ns``: a restarted service waiting
+        for its first books) lasts, the equity is partial: no drawdown is measured and no peak moved, or the
+        missing holding would read as a loss. After the grace it is measured without it: a holding that
+        never gets a price must not switch the kill switch off (`tradewind risk state` lists it as unpriced)."""
+        venues = set(self.balances) | set(self.margin) | {v for v, _ in self.derivatives}
+        valued = [self.venue_equity(v) for v in venues]
+        eq = sum(value for value, _ in valued)
+        if now_ns < self.marks_grace_until_ns and any(unpriced for _, unpriced in valued):
+            return eq, 0.0, 0.0
         day = now_ns // DAY_NS
         if day != self.day:
             self.day, self.peak_day = day, eq

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from shared import halts
 from shared.bus import RedisBus
 from shared.schemas import RiskControl, RiskEvent, streams
+from shared.signing import Signer
 from shared.storage import Database
 from shared.storage.writer import ns_to_datetime
 
@@ -31,12 +32,13 @@ class Recorder:
     Risk's own output, not market data: ingest's ``Recorder`` stores trades and book snapshots.
     """
 
-    def __init__(self, bus: RedisBus, db: Database | None) -> None:
+    def __init__(self, bus: RedisBus, db: Database | None, signer: Signer) -> None:
         self.bus = bus
         self.db = db
+        self.signer = signer  # the risk service's key, or the operator's for `tradewind halt/resume`
 
     async def emit(self, events: Sequence[RiskEvent] = (), controls: Sequence[RiskControl] = ()) -> None:
-        await halts.send(self.bus.redis, controls, maxlen=self.bus.settings.maxlen, db=self.db)
+        await halts.send(self.bus.redis, controls, signer=self.signer, maxlen=self.bus.settings.maxlen, db=self.db)
         if events:
             await self.bus.publish_many([(streams.RISK_EVENTS, e) for e in events])
         if events and self.db is not None:

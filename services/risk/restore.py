@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Sequence
 
-from services.risk.portfolio import USD_LIKE, MarginAccount, Portfolio
+from services.risk.portfolio import SEEN_FILLS_KEPT, USD_LIKE, MarginAccount, Portfolio
+from shared.bounded import LruSet
 from shared.config import Settings
 from shared.schemas import OrderIntent
 from shared.storage import Database
@@ -29,14 +30,17 @@ class NoLiveBalances(RuntimeError):
     """Live mode, and the venues' balances are not stored (yet): the drawdown kill switch would be blind."""
 
 
-async def load_portfolio(db: Database, settings: Settings) -> Portfolio:
+async def load_portfolio(db: Database, settings: Settings, fills_kept: int = SEEN_FILLS_KEPT) -> Portfolio:
     """The portfolio as stored; the paper start balances when nothing is stored yet (paper only)."""
     async with db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         balances = await conn.fetch(
             "SELECT exchange, wallet, asset, free + locked AS held, borrowed + interest AS owed FROM balances"
         )
         positions = await conn.fetch("SELECT exchange, symbol, amount, entry_price, realized_pnl FROM positions")
-        fills = await conn.fetch("SELECT fill_id FROM fills")
+        fills = await conn.fetch(  # the newest fills, oldest first: only recent entries of orders:events come again
+            "SELECT fill_id FROM (SELECT fill_id, ts FROM fills ORDER BY ts DESC LIMIT $1) AS recent ORDER BY ts",
+            fills_kept,
+        )
         margin_orders = await conn.fetch(
             "SELECT client_order_id, exchange, symbol, side, order_type, amount, margin_mode FROM orders"
             " WHERE margin_mode IS NOT NULL AND status = ANY($1::text[])",
@@ -54,7 +58,7 @@ async def load_portfolio(db: Database, settings: Settings) -> Portfolio:
     for p in positions:
         _add_position(portfolio, p["exchange"], p["symbol"], float(p["amount"]), float(p["entry_price"]))
         portfolio.realized[p["exchange"]] = portfolio.realized.get(p["exchange"], 0.0) + float(p["realized_pnl"])
-    portfolio.seen_fills.update(r["fill_id"] for r in fills)
+    portfolio.seen_fills = LruSet(fills_kept, (r["fill_id"] for r in fills))
     for o in margin_orders:
         portfolio.on_intent(
             OrderIntent(

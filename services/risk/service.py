@@ -31,6 +31,7 @@ from shared.config import Settings
 from shared.halts import Halt, HaltSet
 from shared.runtime import ServiceContext, on_stop, service_context
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Status, Trade, streams
+from shared.signing import RISK, ControlGate, Signer, SigningError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class RiskService:
         self.margin = MarginSafety(self.risk, self.detector, self.portfolio)
 
     def use_portfolio(self, portfolio: Portfolio) -> None:
+        """Take over a restored portfolio; its holdings' marks come with the first books (grace: stale_after_s)."""
+        portfolio.marks_grace_until_ns = self.clock() + int(self.risk.stale_after_s * NS)
         self.portfolio = portfolio
         self.hedger.view = portfolio
         self.margin.view = portfolio
@@ -244,7 +247,12 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
 
 async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
     settings, redis, bus, db, metrics = svc.settings, svc.redis, svc.bus, svc.db, svc.metrics
-    recorder = Recorder(bus, db)
+    try:
+        signer = Signer.of(settings.control, RISK)
+    except SigningError as exc:  # unsigned heartbeats would be refused: executors would halt anyway
+        raise SystemExit(f"risk: {exc}") from None
+    recorder = Recorder(bus, db, signer)
+    gate = ControlGate(settings.control, bus, "risk", heartbeat_timeout_s=settings.risk.heartbeat_timeout_s)
     service = RiskService(settings)
     # Before the first decision: the halts in force, the holdings and the drawdown peaks as stored.
     service.restore_halts(await halts.load(redis, db))
@@ -266,9 +274,9 @@ async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
         async with lock:
             service.on_orders([m for d in batch for m in d.messages])
 
-    async def on_control(batch: list[Delivery]) -> None:
+    async def on_control(batch: list[Delivery]) -> None:  # verified by the gate; stale ones skipped
         async with lock:
-            actions = service.on_control([m for d in batch for m in d.messages])
+            actions = service.on_control(gate.fresh(m for d in batch for m in d.messages))
         await publish(bus, recorder, actions)
 
     md_streams = [s for v in settings.risk.market_data_venues for s in (streams.md_book(v), streams.md_trades(v))]
@@ -298,6 +306,7 @@ async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
             settings.bus,
             start_id="$",
             metrics=metrics,
+            verify=gate.verify,
         ),
     ]
 

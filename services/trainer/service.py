@@ -34,7 +34,7 @@ from shared.rl.bars import Bars
 from shared.rl.features import compute_features
 from shared.rl.live_bars import LiveBars
 from shared.rl.weights import load_weights_policy
-from shared.runtime import ServiceContext, service_context
+from shared.runtime import ServiceContext, ServiceTasks, service_context
 from shared.schemas import Trade, streams
 from shared.sections.trainer import TrainerSettings
 from shared.storage import Database
@@ -276,7 +276,8 @@ async def run(svc: ServiceContext) -> None:
 
     svc.on_stop(stop)
     await _seed_from_db(trainer, svc.database, exchanges)
-    consuming = asyncio.create_task(consumer.run())
+    watched = ServiceTasks("trainer")  # a dead trade consumer stops the trainer loudly, not silently
+    consuming = watched.start(consumer.run(), "trades")
     log.info(
         "trainer: consuming %s; a round every %.0fs once %d bars are in",
         exchanges,
@@ -287,11 +288,11 @@ async def run(svc: ServiceContext) -> None:
         next_round = time.monotonic() + settings.trainer.first_round_s
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), max(0.0, next_round - time.monotonic()))
+                await watched.until(asyncio.wait_for(stopping.wait(), max(0.0, next_round - time.monotonic())))
             if stopping.is_set():
                 break
             summary = await trainer.run_round()
             next_round = time.monotonic() + (settings.trainer.interval_s if summary else settings.trainer.first_round_s)
     finally:
         stop()
-        await consuming
+        await asyncio.gather(consuming, return_exceptions=True)

@@ -116,6 +116,7 @@ RiskEventKind = Literal[
     "liquidation",
     "reconcile_mismatch",  # the executor's books and the venue's balances disagree
     "service_start",  # the risk service started, with its limits
+    "control_refused",  # a risk:control entry unsigned, forged, replayed or beyond its signer's authority
 ]
 
 
@@ -142,6 +143,11 @@ class RiskControl(Message, tag="control", frozen=True):
     # "drawdown", "feed", "stale"; a human resume lifts a "drawdown" halt only with ``force``.
     cause: str = ""
     force: bool = False
+    # Who signed it and when (wall clock), and the HMAC-SHA256 over everything else (shared.signing):
+    # consumers refuse an unsigned, forged, replayed or stale control.
+    signer: str = ""
+    signed_at: int = 0
+    sig: str = ""
 
 
 class PolicyUpdate(Message, tag="policy", frozen=True):

@@ -29,7 +29,9 @@ from shared.config import Settings
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, decode, encode, streams
 from shared.sections.executor import CcxtVenue, ExecutorSettings
 from shared.sections.risk import LimitOverride, RiskSettings
+from shared.signing import RISK
 from shared.storage import Database
+from tests.control import KEYS, SIGNERS
 from tests.executor.fake_venue.harness import fake_venue
 
 pytestmark = pytest.mark.integration
@@ -66,6 +68,7 @@ def live_settings(venue: CcxtVenue, reconcile_interval_s: float = 600.0) -> Sett
             reconcile_interval_s=reconcile_interval_s,
         ),
         risk=RiskSettings(venues={"binance": LimitOverride(**LIMITS)}, heartbeat_timeout_s=3600),  # type: ignore[arg-type]
+        control=KEYS,
     )
 
 
@@ -152,7 +155,7 @@ async def test_the_flash_crash_hedge_opens_a_margin_short_at_the_venue(isolated:
             risk = RiskService(settings)
             risk.use_portfolio(await wait_for_portfolio(db, settings, 10))
             assert risk.portfolio.spot("binance", "BTC") == 1.0 and risk.portfolio.margin_venues() == ["binance"]
-            bus, recorder = RedisBus(redis, settings.bus), Recorder(RedisBus(redis, settings.bus), db)
+            bus, recorder = RedisBus(redis, settings.bus), Recorder(RedisBus(redis, settings.bus), db, SIGNERS[RISK])
             await publish(bus, recorder, risk.tick())  # its heartbeat
             bids, asks = fake.book["BTCUSDT"]["bids"], fake.book["BTCUSDT"]["asks"]
             mid = round((float(bids[0][0]) + float(asks[0][0])) / 2, 2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from shared.paper import PaperExchange
 from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, decode, encode, streams
 from shared.storage import Database
+from tests.control import CLI_ENV, KEYS
 
 CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 SNAPSHOT = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
@@ -73,8 +76,9 @@ async def test_a_halt_survives_an_executor_restart_and_a_redis_that_lost_it(isol
         mode="replay",
         bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
         executor={"strategy_enabled": False, "rl_enabled": False, "market_data_venues": ["binance"]},
+        control=KEYS,
     )
-    env = {"REDIS_URL": rurl, "DATABASE_URL": dsn}
+    env = {"REDIS_URL": rurl, "DATABASE_URL": dsn, **CLI_ENV}
     cli = CliRunner()
     try:
         async with Run(settings, redis, db, "first") as run:
@@ -112,3 +116,37 @@ async def test_a_halt_survives_an_executor_restart_and_a_redis_that_lost_it(isol
     finally:
         await db.close()
         await redis.aclose()
+
+
+async def test_an_executor_whose_consumer_dies_exits_non_zero_instead_of_stalling(isolated: tuple[str, str]) -> None:
+    """A consumer that cannot run (here: its stream key holds a string, WRONGTYPE) ends the executor
+    process with a non-zero status, so the supervisor restarts it; it used to wait forever, looking alive.
+    (In a process of its own: CPython 3.11.7 leaves its AST recursion counter off after this failure.)"""
+    dsn, rurl = isolated
+    redis = connect_redis(rurl)
+    await redis.set(streams.ORDERS_INTENTS, "not a stream")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEWIND_")}
+    env |= {
+        "REDIS_URL": rurl,
+        "DATABASE_URL": dsn,
+        "TRADEWIND_MODE": "replay",
+        "TRADEWIND_METRICS__ENABLED": "false",
+        "TRADEWIND_EXECUTOR__STRATEGY_ENABLED": "false",
+        "TRADEWIND_EXECUTOR__RL_ENABLED": "false",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.executor",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await redis.aclose()
+    assert proc.returncode == 1, err.decode()[-2000:]
+    assert "background task orders:intents failed" in err.decode()

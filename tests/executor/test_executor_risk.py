@@ -28,7 +28,9 @@ from shared.paper import PaperExchange
 from shared.paper.recorded import read_binance_capture
 from shared.pretrade import resolve_limits
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, decode, encode, streams
+from shared.signing import RISK
 from shared.storage import Database
+from tests.control import KEYS, signed
 
 CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 FAST_BUS = {"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200}
@@ -40,7 +42,10 @@ def market(cid: str, side: str = "buy", amount: float = 0.001, **kw: Any) -> Ord
     return OrderIntent(cid, "binance", "BTC/USDT", side, "market", amount, time.time_ns(), **kw)  # type: ignore[arg-type]
 
 
-async def publish(redis: Redis, stream: str, message: OrderIntent | RiskControl) -> bytes:
+async def publish(redis: Redis, stream: str, message: OrderIntent | RiskControl, role: str = RISK) -> bytes:
+    """Append ``message``; a control signed as ``role`` (an unsigned one would be refused)."""
+    if isinstance(message, RiskControl):
+        message = signed(message, role)
     return await redis.xadd(stream, {streams.FIELD: encode(message)})  # type: ignore[return-value]
 
 
@@ -126,6 +131,7 @@ async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_re
         mode="replay",
         bus=FAST_BUS,
         executor={"strategy_enabled": False, "market_data_venues": ["binance"], "venues": {"binance": latency}},
+        control=KEYS,
     )
     run = Running(settings, redis, db)
     task = await run.start()
@@ -200,6 +206,7 @@ async def test_silent_risk_service_halts_new_orders_and_its_last_limits_stay_enf
             "group": f"risk-{uid}",
             "market_data_venues": ["binance"],
         },
+        control=KEYS,
     )
     run = Running(settings, redis, db)
     guard = run.executor.guard

@@ -20,6 +20,7 @@ from shared.paper.recorded import read_binance_capture
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, decode, encode, streams
 from shared.sections.executor import ExecutorSettings
 from shared.storage import Database
+from tests.control import KEYS, xadd
 
 CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 
@@ -46,6 +47,7 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
         bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
         executor={"strategy_enabled": False, "market_data_venues": ["binance"]},
         risk={"limits": {"max_order_notional": 1000.0}},
+        control=KEYS,
     )
     exchange = PaperExchange(settings.executor.venues, seed=1, id_prefix="T-")
     executor = Executor(settings, redis, db, PaperGateway(exchange), run_id="svc")
@@ -72,12 +74,12 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
             ("ok-1", "filled", ""),
         ]
 
-        await redis.xadd(streams.RISK_CONTROL, {streams.FIELD: encode(RiskControl("halt", time.time_ns()))})
+        await xadd(redis, RiskControl("halt", time.time_ns()))
         await asyncio.sleep(0.3)
         await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(intent("halted-1", 0.01))})
         halted = await events_on_stream(redis, 4)
         assert ("halted-1", "rejected", "risk.halted") in [(e.client_order_id, e.status, e.reason) for e in halted]
-        await redis.xadd(streams.RISK_CONTROL, {streams.FIELD: encode(RiskControl("resume", time.time_ns()))})
+        await xadd(redis, RiskControl("resume", time.time_ns()))
         await asyncio.sleep(0.3)
         await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(intent("ok-2", 0.015))})
         resumed = await events_on_stream(redis, 6)

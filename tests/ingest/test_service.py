@@ -8,7 +8,9 @@ import asyncio
 import pytest
 
 from services.ingest.service import Ingest
+from shared.bus import Publisher, RedisBus
 from shared.config import Settings
+from shared.runtime import TaskFailed
 from shared.schemas import streams
 from tests.ingest.helpers import read_stream
 
@@ -54,3 +56,27 @@ async def test_replay_mode_publishes_and_records(redis, db, uid):
     )
     assert {r["exchange"] for r in snaps} == {"binance", "binance_futures"}
     assert all(r["seq"] > 0 for r in snaps)
+
+
+class BrokenBus(RedisBus):
+    async def send_encoded(self, entries: object) -> list[str | Exception]:
+        raise RuntimeError("a bug in the writer")
+
+    async def publish_encoded(self, entries: object) -> list[str]:  # what the writer called before
+        raise RuntimeError("a bug in the writer")
+
+
+async def test_a_dead_writer_ends_ingest_instead_of_stalling_it(redis):
+    """The publisher's writer dies of a bug (not a Redis error, which it retries): ``run`` raises at once,
+    so the process exits non-zero and is restarted, rather than reading frames nobody sends."""
+    settings = Settings(mode="replay", ingest={"replay": {"speed": 0, "loop": True}, "recorder": {"enabled": False}})
+    ingest = Ingest(settings, redis)
+    ingest.publisher = Publisher(BrokenBus(redis, settings.bus))
+    task = asyncio.create_task(ingest.run())
+    try:
+        with pytest.raises(TaskFailed, match="background task publisher failed: RuntimeError"):
+            await asyncio.wait_for(task, 30)
+    finally:
+        ingest.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -19,7 +19,9 @@ from shared.config import BusSettings, Settings
 from shared.pretrade import PreTradeGuard
 from shared.schemas import OrderEvent, OrderIntent, RiskControl, Status, encode, streams
 from shared.sections.risk import RiskSettings
+from shared.signing import RISK
 from shared.storage import Database
+from tests.control import CLI_ENV, KEYS, SIGNERS
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +63,7 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
     task = asyncio.create_task(consumer.run())
     try:
         await asyncio.sleep(0.1)  # the group exists before anything is published
-        env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+        env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **CLI_ENV}
         result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
         assert result.exit_code == 0, result.output
         await until(lambda: len(seen) == 1)
@@ -87,7 +89,7 @@ async def test_executor_halts_when_risk_goes_silent(
     redis_url: str, database_url: str, db: Database, redis: Redis, uid: str, bus_settings: BusSettings
 ) -> None:
     risk = RiskSettings(heartbeat_s=0.05, heartbeat_timeout_s=0.4, group=f"risk-{uid}", market_data_venues=[f"v{uid}"])
-    settings = Settings(redis_url=redis_url, database_url=database_url, bus=bus_settings, risk=risk)
+    settings = Settings(redis_url=redis_url, database_url=database_url, bus=bus_settings, risk=risk, control=KEYS)
     guard = armed_guard(risk, uid)
     controls: list[RiskControl] = []
 
@@ -155,10 +157,10 @@ async def test_resume_lifts_a_drawdown_halt_only_with_force_and_a_reason(isolate
     redis = connect_redis(rurl)
     db = await Database.connect(dsn, Settings().storage)
     await db.migrate()
-    env = {"REDIS_URL": rurl, "DATABASE_URL": dsn}
+    env = {"REDIS_URL": rurl, "DATABASE_URL": dsn, **CLI_ENV}
     drawdown = RiskControl("halt", time.time_ns(), reason="total drawdown", issued_by="risk", cause="drawdown")
     try:
-        await halts.send(redis, [drawdown], maxlen=1000, db=db)
+        await halts.send(redis, [drawdown], signer=SIGNERS[RISK], maxlen=1000, db=db)
         cli = CliRunner()
         plain = await asyncio.to_thread(cli.invoke, resume, [], env=env)
         assert plain.exit_code == 0 and "still halted: drawdown:* (total drawdown); needs --force" in plain.output

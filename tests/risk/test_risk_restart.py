@@ -17,7 +17,9 @@ from shared import halts
 from shared.bus import connect_redis
 from shared.config import Settings
 from shared.schemas import BookUpdate, Fill, OrderEvent, RiskControl, decode, encode, streams
+from shared.signing import OPERATOR, RISK
 from shared.storage import Database
+from tests.control import KEYS, SIGNERS
 
 pytestmark = pytest.mark.integration
 DAY_NS = 86_400 * 1_000_000_000
@@ -29,6 +31,7 @@ def settings(dsn: str, rurl: str, **over: Any) -> Settings:
         database_url=dsn,
         bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
         risk={"heartbeat_s": 0.05, "market_data_venues": ["binance"], "stale_after_s": 60.0, **over},
+        control=KEYS,
     )
 
 
@@ -72,7 +75,7 @@ async def seed(db: Database, redis: Redis) -> None:
         "INSERT INTO risk_state (id, peak_total, peak_day, day) VALUES (1, 30000, 30000, $1)", time.time_ns() // DAY_NS
     )
     drawdown = RiskControl("halt", time.time_ns(), reason="total drawdown", issued_by="risk", cause="drawdown")
-    await halts.send(redis, [drawdown], maxlen=10_000, db=db)
+    await halts.send(redis, [drawdown], signer=SIGNERS[RISK], maxlen=10_000, db=db)
 
 
 def fill_event(fill_id: str) -> OrderEvent:
@@ -111,7 +114,7 @@ async def test_restart_rebuilds_portfolio_peaks_and_halts(isolated: tuple[str, s
         await state_where(redis, lambda s: s["equity"] == 24_990.0)
         # a plain human resume does not lift the drawdown halt; the service re-asserts it on risk:control
         human = RiskControl("resume", time.time_ns(), reason="oops", issued_by="cli:ops@host", cause="human")
-        await halts.send(redis, [human], maxlen=10_000, db=db)
+        await halts.send(redis, [human], signer=SIGNERS[OPERATOR], maxlen=10_000, db=db)
         after = (await redis.xrevrange(streams.RISK_CONTROL, count=1))[0][0]
         deadline = time.monotonic() + 10
         while True:

@@ -198,3 +198,28 @@ def test_crash_blocks_buys_cancels_bids_and_hedges() -> None:
     assert hedge.side == "sell" and hedge.exchange == "binance"
     assert hedge.amount + 0.0001 == pytest.approx(1.0)  # the 1 BTC held, less the short already open
     assert svc.state()["crashes"] == {"binance:BTC/USDT": "crash"}
+
+
+def test_a_restored_portfolio_waits_for_its_marks_but_not_forever() -> None:
+    """Restored peaks (30k) before the first book: BTC unpriced would read as a 50% loss. Within the grace
+    nothing is measured; after it the drawdown is measured anyway (an asset never priced must not switch
+    the kill switch off); with its mark the equity is whole."""
+    from services.risk.portfolio import Portfolio
+
+    svc, clock = service(stale_after_s=10.0)
+    restored = Portfolio.from_balances({"binance": {"USDT": 15_000.0, "BTC": 1.0}})
+    restored.peak_total = restored.peak_day = 30_000.0
+    restored.day = clock.now // (86_400 * SEC)
+    svc.use_portfolio(restored)
+    assert not [c for c in svc.tick().controls if c.action == "halt"]
+    clock.now += 11 * SEC  # the grace is over and BTC still has no price: 15k of 30k
+    assert [c.cause for c in svc.tick().controls if c.action == "halt"] == ["drawdown"]
+    svc2, clock2 = service(stale_after_s=10.0)
+    whole = Portfolio.from_balances({"binance": {"USDT": 15_000.0, "BTC": 1.0}})
+    whole.peak_total = whole.peak_day = 30_000.0
+    whole.day = clock2.now // (86_400 * SEC)
+    svc2.use_portfolio(whole)
+    svc2.on_market([book(15_000.0, clock2.now)])
+    clock2.now += 11 * SEC
+    svc2.on_market([book(15_000.0, clock2.now)])
+    assert not [c for c in svc2.tick().controls if c.action == "halt"]

@@ -12,6 +12,7 @@ import yaml
 
 from shared.cli import cli
 from shared.config import Settings, unknown_env_settings
+from shared.embedded import REDIS_ROLES, redis_acl
 
 ROOT = Path(__file__).parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -21,8 +22,9 @@ NOT_OURS = {"RAY_ADDRESS", "RAY_USAGE_STATS_ENABLED", "POSTGRES_USER", "POSTGRES
 
 
 def interpolate(value: str) -> str:
-    """Resolve ${VAR:-default} the way compose does when VAR is unset."""
-    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+    """Resolve ${VAR:-default} the way compose does when VAR is unset, and ${VAR:?why} as if VAR were "secret"."""
+    value = re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "secret", str(value))
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
 
 
 def test_the_design_services_are_all_there():
@@ -57,7 +59,8 @@ def test_every_environment_variable_is_a_valid_setting(name):
             target = target.setdefault(part, {})
         target[parts[-1]] = value
     built = Settings(**nested)
-    assert built.redis_url == "redis://redis:6379/0"
+    role = SERVICES[name]["command"][1]
+    assert built.redis_url == f"redis://{role}:secret@redis:6379/0", "each service its own Redis user"
     assert built.mode == "paper"
     assert built.live is False
 
@@ -125,3 +128,30 @@ def test_dockerfile_installs_the_cpu_torch_by_default_and_the_built_wheel():
     assert "tradewind-*.whl)[rl]" in final, "the image installs the wheel with the rl extra"
     # no source tree in the image: services import from site-packages, package data included
     assert "COPY shared" not in final and "COPY services" not in final
+
+
+def test_redis_has_one_acl_user_per_role_with_passwords_from_the_environment():
+    """deploy/redis/users.acl is shared.embedded's table (the embedded server's ACL) with @role@ for
+    each password; the redis service fills them in from REDIS_PASSWORD_<ROLE>, which compose requires."""
+    acl = (ROOT / "deploy" / "redis" / "users.acl").read_text()
+    assert acl == redis_acl({r: f"@{r}@" for r in REDIS_ROLES}), "regenerate deploy/redis/users.acl (see its test)"
+    redis = SERVICES["redis"]
+    assert "./deploy/redis/users.acl:/etc/redis/users.acl.in:ro" in redis["volumes"]
+    script = " ".join(redis["command"])
+    assert "--aclfile /tmp/users.acl" in script and "--appendonly yes --appendfsync everysec" in script
+    for role in REDIS_ROLES:
+        var = f"REDIS_PASSWORD_{role.upper()}"
+        assert f'"s/@{role}@/$${var}/"' in script, role
+        assert redis["environment"][var].startswith(f"${{{var}:?"), f"{var} must be required, never defaulted"
+    assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]  # default: +ping
+
+
+def test_no_redis_password_is_committed():
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name, service in SERVICES.items():
+        url = str(service.get("environment", {}).get("REDIS_URL", ""))
+        if url:
+            assert re.fullmatch(r"redis://[a-z]+:\$\{REDIS_PASSWORD_[A-Z]+:\?[^}]+\}@redis:6379/0", url), (name, url)
+    assert "requirepass" not in text
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".env" in ignored, "the .env that holds the passwords must stay out of git"

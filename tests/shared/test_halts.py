@@ -8,7 +8,9 @@ from redis.asyncio import Redis
 from shared import halts
 from shared.halts import HaltSet
 from shared.schemas import RiskControl, decode, streams
+from shared.signing import OPERATOR
 from shared.storage import Database
+from tests.control import SIGNERS
 
 HUMAN = "cli:ops@host"
 
@@ -59,7 +61,7 @@ async def test_send_writes_the_stream_and_the_set_together_and_postgres_backs_re
 ) -> None:
     venue = f"v{uid}"
     before = await redis.xlen(streams.RISK_CONTROL)
-    await halts.send(redis, [halt(venue, reason=f"drill {uid}")], maxlen=10_000, db=db)
+    await halts.send(redis, [halt(venue, reason=f"drill {uid}")], signer=SIGNERS[OPERATOR], maxlen=10_000, db=db)
     assert await redis.xlen(streams.RISK_CONTROL) == before + 1
     (_, fields), *_ = await redis.xrevrange(streams.RISK_CONTROL, count=1)
     assert decode(fields[streams.FIELD.encode()])[0].exchange == venue  # type: ignore[union-attr]
@@ -69,7 +71,8 @@ async def test_send_writes_the_stream_and_the_set_together_and_postgres_backs_re
         await redis.delete(streams.HALTS)  # Redis lost its data
         assert (await halts.load(redis)).reason(venue) == ""
         assert (await halts.load(redis, db)).reason(venue) == f"drill {uid}"
-        await halts.send(redis, [resume(venue)], maxlen=10_000, db=db)  # lifts it in both stores
+        # lifts it in both stores
+        await halts.send(redis, [resume(venue)], signer=SIGNERS[OPERATOR], maxlen=10_000, db=db)
         assert (await halts.load(redis, db)).reason(venue) == ""
         assert not await db.fetch("SELECT id FROM halts WHERE exchange = $1", venue)
     finally:

@@ -4,6 +4,9 @@ everything closed on the way out."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import Settings
-from shared.runtime import running_url, service_context
+from shared.runtime import ServiceTasks, TaskFailed, running_url, service_context
 from shared.stack import available_services, enabled_services
 
 
@@ -102,3 +105,54 @@ def test_every_service_starts_through_the_shell(name: str):
     assert "service_context(" in source
     for by_hand in ("connect_redis(", "service_metrics(", "Database.connect("):
         assert by_hand not in source, f"services/{name}/service.py opens its own {by_hand[:-1]}"
+
+
+async def test_a_dead_task_stops_the_others_and_says_which():
+    tasks = ServiceTasks("svc")
+    survivor = tasks.start(asyncio.Event().wait(), name="survivor")
+    tasks.start(asyncio.sleep(0), name="oneshot", may_finish=True)
+
+    async def die() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("boom")
+
+    tasks.start(die(), name="worker")
+    with pytest.raises(TaskFailed, match="svc: background task worker failed: ValueError") as raised:
+        await asyncio.wait_for(tasks.until(asyncio.Event().wait()), 10)
+    assert isinstance(raised.value.__cause__, ValueError)
+    await asyncio.wait_for(asyncio.gather(survivor, return_exceptions=True), 10)
+    assert survivor.cancelled()
+
+
+async def test_a_task_that_returns_while_the_service_runs_is_a_failure_too():
+    tasks = ServiceTasks("svc")
+    stop = asyncio.Event()
+    tasks.start(asyncio.sleep(0), name="loop")
+    with pytest.raises(TaskFailed, match="loop returned while the service was running"):
+        await asyncio.wait_for(tasks.until(stop.wait()), 10)
+
+
+async def test_until_returns_when_the_service_stops_and_its_tasks_end_on_wait():
+    tasks = ServiceTasks("svc")
+    stop = asyncio.Event()
+    tasks.start(stop.wait(), name="worker")
+    asyncio.get_running_loop().call_soon(stop.set)
+    await asyncio.wait_for(tasks.until(stop.wait()), 10)
+    await asyncio.wait_for(tasks.wait(5), 10)
+    assert all(t.done() and not t.cancelled() for t in tasks.tasks)
+
+
+def test_a_service_whose_writer_task_dies_exits_non_zero_at_once(tmp_path: Path):
+    """Not a silent stall: the process ends with 1 and the error in its log, so the supervisor restarts it."""
+    script = Path(__file__).parent / "dying_service.py"
+    root = Path(__file__).parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "background task publisher failed: RuntimeError('a bug in the writer')" in done.stderr

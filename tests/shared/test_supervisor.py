@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import os
 import signal
@@ -17,7 +18,8 @@ import pytest
 from rich.console import Console
 
 from shared.config import SupervisorSettings
-from shared.supervisor import ServiceSpec, Supervisor
+from shared.embedded import EmbeddedRedis
+from shared.supervisor import ServerSpec, ServiceSpec, Supervisor
 
 FAST = SupervisorSettings(
     restart_backoff_s=0.05,
@@ -153,3 +155,64 @@ def test_tradewind_up_stops_cleanly_on_ctrl_c(tmp_path: Path):
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, child
     postmaster = tmp_path / "var" / "postgres" / "postmaster.pid"
     assert not postmaster.exists(), "embedded PostgreSQL still running"
+
+
+@pytest.mark.integration
+async def test_a_killed_server_is_restarted_in_place_with_its_data(tmp_path: Path):
+    """The embedded Redis under the supervisor: kill -9, back on the same port, AOF data kept."""
+    import redis as redis_py
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    client = redis_py.Redis.from_url(server.url)
+    client.set("acked", "1")
+    console, out = quiet_console()
+    sup = Supervisor(
+        [], FAST, console, servers=[ServerSpec("redis", server.start, server.alive, server.exit_description)]
+    )
+    task = asyncio.create_task(sup.run())
+    try:
+        first = server.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not (server.alive() and server.pid != first):
+            assert time.monotonic() < deadline, out.getvalue()
+            await asyncio.sleep(0.05)
+        # same port, same data: the AOF is written before Redis replies (fsynced each second, which
+        # matters for a power cut, not for a kill of the process)
+        assert await asyncio.to_thread(client.get, "acked") == b"1"
+    finally:
+        sup.stop()
+        summary = await task
+        client.close()
+        server.stop()
+    assert summary == {}  # no services
+    assert sup.server_summary()["redis"]["restarts"] == 1
+    assert "redis | exited with status -9; restarting" in out.getvalue()
+
+
+async def test_a_server_that_will_not_start_again_is_given_up_under_the_same_rules():
+    console, out = quiet_console()
+    starts: list[float] = []
+
+    def start() -> None:
+        starts.append(time.monotonic())
+        raise RuntimeError("port taken")
+
+    sup = Supervisor([], FAST, console, servers=[ServerSpec("db", start, lambda: False, lambda: "is gone")])
+    task = asyncio.create_task(sup.run())
+    deadline = time.monotonic() + 10
+    while sup.servers["db"].state != "gave_up":
+        assert time.monotonic() < deadline, out.getvalue()
+        await asyncio.sleep(0.05)
+    sup.stop()
+    await task
+    assert len(starts) == FAST.crash_loop_restarts
+    assert all(b - a >= FAST.restart_backoff_s * 0.9 for a, b in itertools.pairwise(starts))
+    assert "restart failed: port taken" in out.getvalue() and "giving up" in out.getvalue()
+
+
+def test_names_are_unique_across_services_and_servers():
+    with pytest.raises(ValueError, match="unique"):
+        Supervisor([ServiceSpec("redis", py("pass"))], FAST, servers=[ServerSpec("redis", lambda: None, lambda: True)])

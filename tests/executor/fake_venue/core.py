@@ -35,8 +35,16 @@ class Fault:
 
 
 class FakeBinance:
+    """``unique_client_ids``: ``"all"`` refuses a client order id used by any earlier order; ``"open"``
+    only one used by an order still open, as Binance does (a resent id of a filled order trades again)."""
+
     def __init__(
-        self, exchange_info: str, book: dict[str, dict[str, list[tuple[str, str]]]], key: str, secret: str
+        self,
+        exchange_info: str,
+        book: dict[str, dict[str, list[tuple[str, str]]]],
+        key: str,
+        secret: str,
+        unique_client_ids: str = "all",
     ) -> None:
         self.exchange_info = exchange_info
         self.book = book  # symbol id -> {"bids": [(price, qty)], "asks": [...]}
@@ -44,7 +52,8 @@ class FakeBinance:
         self.balances: dict[str, dict[str, Decimal]] = {"spot": {}, "cross": {}, "futures": {}}
         self.borrowed: dict[tuple[str, str], Decimal] = {}  # (wallet, asset) -> loan outstanding
         self.positions: dict[str, dict[str, str]] = {}  # futures symbol id -> {"positionAmt", "entryPrice", ...}
-        self.orders: dict[int, dict[str, Any]] = {}
+        self.orders: dict[int, dict[str, Any]] = {}  # every order the venue accepted, with its _accepted_ns
+        self.unique_client_ids = unique_client_ids
         self.withdrawals: list[dict[str, str]] = []
         self.requests: list[str] = []
         self.faults: list[Fault] = []  # applied to the next order requests, in order
@@ -142,7 +151,10 @@ class FakeBinance:
         symbol, side, kind = p["symbol"], p["side"], p["type"]
         base, quote = symbol[:-4], symbol[-4:]  # USDT markets only in this fake
         qty = Decimal(p["quantity"])
-        if self.orders_by_client_id(p.get("newClientOrderId")):
+        same = self.orders_by_client_id(p.get("newClientOrderId"))
+        if self.unique_client_ids == "open":
+            same = [o for o in same if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+        if same:
             return web.json_response({"code": -2010, "msg": "Duplicate order sent."}, status=400)
         bal = self.bal(wallet)
         levels = self.book[symbol]["asks" if side == "BUY" else "bids"]
@@ -191,6 +203,7 @@ class FakeBinance:
             "side": side,
             "_wallet": wallet,
             "_left": str(left_open),
+            "_accepted_ns": time.time_ns(),  # the venue's own clock: when the order went live
             "time": int(p["timestamp"]),
             "updateTime": int(p["timestamp"]),
         }
@@ -199,6 +212,7 @@ class FakeBinance:
             {"price": str(pr), "qty": str(q), "commission": "0", "commissionAsset": base, "tradeId": self.next_id()}
             for pr, q in fills
         ]
+        order["_fills"] = list(fill_json)
         await self.ws.order_update(order, fill_json)
         return web.json_response(self.order_json(order, fill_json))
 
@@ -267,7 +281,9 @@ class FakeBinance:
             executedQty=str(qty), cummulativeQuoteQty=str(qty * price), status="FILLED", _left="0", updateTime=now
         )
         fill = {"price": str(price), "qty": str(qty), "commission": "0", "commissionAsset": base}
-        await self.ws.order_update(order, [{**fill, "tradeId": self.next_id()}])
+        traded = {**fill, "tradeId": self.next_id()}
+        order.setdefault("_fills", []).append(traded)
+        await self.ws.order_update(order, [traded])
 
     def move_funds(self, wallet: str, asset: str, delta: Decimal) -> None:
         """Money moves outside our orders (a deposit, a withdrawal from the venue's website): test hook."""

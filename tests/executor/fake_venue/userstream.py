@@ -24,6 +24,9 @@ class UserStream:
         self.up = True  # False: refuse connections and drop the open ones (a dead websocket)
         self.subscribed = 0  # signed subscriptions accepted so far
         self.pushed = 0  # executionReports sent so far
+        self.duplicate = 0  # fault: the next this many reports are sent twice
+        self.hold = 0  # fault: the next this many reports are held back and sent after the one that follows
+        self._held: list[dict[str, Any]] = []
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
         if not self.up:
@@ -56,6 +59,9 @@ class UserStream:
         self.up = False
         await self.close()
 
+    def come_back(self) -> None:
+        self.up = True
+
     async def close(self) -> None:
         for ws in list(self.sockets):
             await ws.close()
@@ -80,9 +86,26 @@ class UserStream:
         elif order["status"] in ("EXPIRED", "CANCELED"):
             reports.append(self._report(order, "EXPIRED", order["status"], now, None, cum, cum_quote))
         for r in reports:
-            for ws in list(self.sockets):
-                await ws.send_json({"subscriptionId": 0, "event": r})
-            self.pushed += 1
+            if self.hold > 0:  # out of order: this report arrives after a newer one
+                self.hold -= 1
+                self._held.append(r)
+                continue
+            await self._send(r)
+            if self.duplicate > 0:
+                self.duplicate -= 1
+                await self._send(r)
+            held, self._held = self._held, []
+            for old in held:
+                await self._send(old)
+
+    async def _send(self, report: dict[str, Any]) -> None:
+        for ws in list(self.sockets):
+            try:
+                await ws.send_json({"subscriptionId": 0, "event": report})
+            except ConnectionError:  # the subscriber died (kill -9): the order stands, its report is lost
+                if ws in self.sockets:
+                    self.sockets.remove(ws)
+        self.pushed += 1
 
     def _report(
         self,
