@@ -8,8 +8,9 @@ import time
 import numpy as np
 
 from bench.context import BenchContext
-from shared.bus import Consumer, Delivery, Publisher, RedisBus, connect_redis
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import BusSettings
+from shared.publisher import Publisher
 from shared.schemas import Trade, encode
 
 N_MESSAGES = 300_000

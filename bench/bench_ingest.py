@@ -29,8 +29,9 @@ from services.ingest.feed import BusSink, NullSink
 from services.ingest.service import tune_gc
 from services.ingest.venues import get
 from services.ingest.venues.binance.schemas import DepthEvent, envelope_decoder
-from shared.bus import Publisher, RedisBus, connect_redis
+from shared.bus import RedisBus, connect_redis
 from shared.config import BusSettings
+from shared.publisher import Publisher
 from shared.schemas import decode, streams
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,15 @@ import asyncio
 import importlib
 import importlib.util
 import json
+import os
 import sys
-from typing import Any
+import traceback
+import zlib
+from typing import Any, NoReturn
 
 import click
 
-from shared.cli_support import load_settings_or_exit, running_stack
+from shared.cli_support import NETWORK_TIMEOUT_S, CommandError, load_settings_or_exit, reaching, running_stack
 
 # command name -> "module:attribute" of a click command contributed by a service.
 SERVICE_COMMANDS = {
@@ -61,11 +64,68 @@ class TradewindGroup(click.Group):
         found = getattr(importlib.import_module(module), attr)
         return found if isinstance(found, click.Command) else None
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; end every expected failure in one line on stderr and its exit status.
+
+        ``CommandError`` (``InputError`` 2, ``RuntimeFailure`` 1) and click's usage errors (2) print
+        ``tradewind <command>: <message>``; a truncated compressed file is an input error; anything
+        else is a bug: one line too, exit 1, and its traceback with --debug or TRADEWIND_DEBUG=1.
+        """
+        name = self._command_name(ctx, [*ctx._protected_args, *ctx.args])
+        debug = bool(ctx.params.get("debug")) or os.environ.get("TRADEWIND_DEBUG", "") not in ("", "0")
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except click.UsageError as exc:
+            where = " ".join(["tradewind", *exc.ctx.command_path.split()[1:]]) if exc.ctx is not None else name
+            hint = f" (see `{where} --help`)" if exc.ctx is not None else ""
+            _fail(where, exc.format_message() + hint, exc.exit_code, exc, debug)
+        except CommandError as exc:
+            _fail(name, exc.format_message(), exc.exit_code, exc, debug)
+        except click.ClickException as exc:
+            _fail(name, exc.format_message(), exc.exit_code, exc, debug)
+        except (EOFError, zlib.error) as exc:  # click would take EOFError for Ctrl-D: "Aborted!"
+            _fail(name, f"input ends early: a compressed file is truncated or corrupt ({exc or 'EOF'})", 2, exc, debug)
+        except Exception as exc:
+            _fail(name, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1,
+                  exc, debug)  # fmt: skip
+
+    def _command_name(self, ctx: click.Context, words: list[str]) -> str:
+        """``tradewind arb scan``: the command (and subcommand of a group) these arguments run."""
+        path = ["tradewind"]  # whatever name the group was invoked under (tests: "cli")
+        if words and not words[0].startswith("-"):
+            path.append(words[0])
+            command = self.get_command(ctx, words[0]) if words[0] in SERVICE_COMMANDS else None
+            rest = [w for w in words[1:] if not w.startswith("-")]
+            if isinstance(command, click.Group) and rest:
+                path.append(rest[0])
+        return " ".join(path)
+
+
+def _fail(name: str, message: str, code: int, exc: BaseException, debug: bool) -> NoReturn:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    # One line: control characters from a file or a server never reach the terminal.
+    line = " ".join(message.split()) if "\n" in message else message
+    click.echo(f"{name}: {click.unstyle(_printable(line))}", err=True)
+    sys.exit(code)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
 
 @click.group(cls=TradewindGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tradewind")
-def cli() -> None:
-    """Tradewind: RL crypto trading on Redis streams. Paper trading unless you opt in to live."""
+@click.option("--debug", is_flag=True, help="show the traceback of a failure (also TRADEWIND_DEBUG=1)")
+def cli(debug: bool) -> None:
+    """Tradewind: RL crypto trading on Redis streams. Paper trading unless you opt in to live.
+
+    A failure ends in one line on stderr, `tradewind <command>: <what>: <where> (<why>)`, with exit
+    status 2 for bad input, usage or settings and 1 for runtime failures (a server that does not
+    answer, a port in use).
+    """
 
 
 @cli.command()
@@ -119,7 +179,7 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
     console = Console(emoji=False, markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
 
     async def run() -> None:
-        redis = connect_redis(url)
+        redis = connect_redis(url, NETWORK_TIMEOUT_S)
         try:
             infos, at = await monitor.report(redis, interval, lag_cap=lag_cap)
             if not watch:
@@ -140,11 +200,10 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
             await redis.aclose()
 
     try:
-        asyncio.run(run())
+        with reaching("Redis", url):
+            asyncio.run(run())
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Redis at {url}: {exc}") from None
 
 
 @cli.command("config")

@@ -65,7 +65,7 @@ REDIS_ROLES: dict[str, str] = {
     # trades in, promoted policies out
     "trainer": "~md:* ~policy:updates ~tw:stats ~dlq:md:* " + SERVICE_COMMANDS,
     # read-only commands on every key
-    "dashboard": "~* -@all +@read +ping +select +hello +auth -@dangerous",
+    "dashboard": "~* -@all +@read +time +ping +select +hello +auth -@dangerous",
     # the CLI (`tradewind halt/resume/status/streams`) and `tradewind up` itself: reads every key
     # (status, streams) and writes risk:control / tw:halts; no server administration
     "operator": "~* " + SERVICE_COMMANDS,

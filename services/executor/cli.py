@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import click
 
-from shared.cli_support import load_settings_or_exit, running_stack
+from shared.cli_support import NETWORK_TIMEOUT_S, RuntimeFailure, load_settings_or_exit, reaching, running_stack
 from shared.storage import policies
 
 OPEN = ("new", "submitted", "accepted", "partially_filled")
@@ -35,7 +35,7 @@ def _plain(value: Any) -> Any:
 
 async def collect(dsn: str, redis_url: str | None = None) -> dict[str, Any]:
     """Everything `status` shows, as plain data (decimals as exact strings); ``redis_url`` adds live risk state."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=NETWORK_TIMEOUT_S, command_timeout=NETWORK_TIMEOUT_S)
     try:
         data = await _collect(conn)
     finally:
@@ -60,7 +60,7 @@ async def read_risk_state(redis_url: str) -> dict[str, Any] | None:
     from shared.bus import connect_redis
     from shared.schemas import streams
 
-    redis = connect_redis(redis_url)
+    redis = connect_redis(redis_url, REDIS_TIMEOUT_S)
     try:
         raw = await asyncio.wait_for(redis.get(streams.RISK_STATE), REDIS_TIMEOUT_S)
     except (OSError, RedisError, TimeoutError):
@@ -140,6 +140,15 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
     recent = await conn.fetchval("SELECT count(*) FROM risk_events WHERE ts > now() - interval '1 hour'")
     promoted = await policies.latest_promoted(conn)
     policy = [{k: _plain(v) for k, v in promoted.items()}] if promoted else []
+    book = [  # which policy trades which markets (shared.storage.policies.promoted_per_market)
+        {
+            "id": r["id"],
+            "algo": r["algo"],
+            "markets": [{"exchange": e, "symbol": s} for e, s in r["markets"]],
+            "promoted_at": _plain(r["promoted_at"]),
+        }
+        for r in await policies.promoted_per_market(conn)
+    ]
     return {
         "balances": balances,
         "positions": positions,
@@ -154,6 +163,7 @@ async def _collect(conn: asyncpg.Connection) -> dict[str, Any]:
         "fills_by_strategy": by_strategy,
         "risk": {**halt_state(active, last), "events_last_hour": recent},
         "policy": policy[0] if policy else None,
+        "policies_active": book,
     }
 
 
@@ -255,7 +265,7 @@ def status(as_json: bool) -> None:
 
         data_dir = settings.var_dir / "postgres"
         if not (data_dir / "PG_VERSION").exists():
-            raise click.ClickException(
+            raise RuntimeFailure(
                 f"no DATABASE_URL set, no running `tradewind up` and no embedded database in {data_dir}"
             )
         stopped_stack = EmbeddedPostgres(data_dir)
@@ -263,9 +273,8 @@ def status(as_json: bool) -> None:
             warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
             dsn = stopped_stack.start()
     try:
-        data = asyncio.run(collect(dsn, redis_url))
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise click.ClickException(f"cannot read PostgreSQL: {exc}") from None
+        with reaching("PostgreSQL", dsn):
+            data = asyncio.run(collect(dsn, redis_url))
     finally:
         if stopped_stack is not None:
             stopped_stack.stop()

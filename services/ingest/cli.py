@@ -40,15 +40,15 @@ def normalize(exchange: str | None, markets_file: Path | None, file: Path) -> No
 
     FILE is a plain capture (one raw frame per line), a cryptofeed recorder session (a ws file or
     its folder) or an hftbacktest feed, `.gz` or not. Unusable frames are reported on stderr with
-    their line; the exit status is 0 unless FILE cannot be read.
+    their line; the exit status is 0 unless FILE cannot be read or not one frame was usable (2).
     """
     from services.ingest.normalize import main_stdout
+    from shared.cli_support import InputError
 
     try:
         sys.exit(main_stdout(file, exchange, markets_file))
     except (CaptureError, UnknownVenue, ValueError, OSError) as exc:
-        click.echo(f"tradewind normalize: {exc}", err=True)
-        sys.exit(1)
+        raise InputError(str(exc)) from None
 
 
 @click.command("replay-server")
@@ -69,7 +69,7 @@ def normalize(exchange: str | None, markets_file: Path | None, file: Path) -> No
 @click.option("--loop", is_flag=True, help="at the end, close with 1001 so clients reconnect and replay again")
 @click.option("--exchange", "-e", type=EXCHANGES, default=None, help="venue of captures whose names don't say")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, show_default=True, help="0 picks a free port")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port")
 @click.option(
     "--drop-after",
     type=int,
@@ -84,7 +84,10 @@ def replay_server(data: Path, speed: float, loop: bool, exchange: str | None, ho
     Point a venue's base_url_ws / base_url_http at the printed URLs, e.g.
     TRADEWIND_INGEST__VENUES__BINANCE__BASE_URL_WS=ws://127.0.0.1:PORT/binance.
     """
+    import socket
+
     from services.ingest.replay import serve
+    from shared.cli_support import InputError, RuntimeFailure
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -92,7 +95,11 @@ def replay_server(data: Path, speed: float, loop: bool, exchange: str | None, ho
     except KeyboardInterrupt:
         pass
     except (CaptureError, UnknownVenue, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise InputError(str(exc)) from None
+    except socket.gaierror as exc:
+        raise InputError(f"--host {host}: cannot resolve ({exc.strerror or exc})") from None
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
 class PlainWriter:

@@ -75,7 +75,7 @@ class BusSink:
     """Publish through ``shared.bus.Publisher`` to ``md:trades:{ex}``, ``md:book:{ex}``, ``md:status``."""
 
     def __init__(self, publisher: object, exchange: str, high_water: int | None = None) -> None:
-        from shared.bus import Publisher
+        from shared.publisher import Publisher
 
         assert isinstance(publisher, Publisher)
         self.publisher = publisher
@@ -123,6 +123,7 @@ class FrameErrors:
         self.metrics = metrics
         self.report = report
         self.counts: Counter[str] = Counter()
+        self.silent = 0  # frames that gave no message and no error (acks, heartbeats; counted by normalize)
 
     def __call__(self, kind: str, frame: str | bytes, detail: str = "") -> None:
         self.counts[kind] += 1

@@ -64,7 +64,10 @@ def run_session(
     for record in session.records:
         where["line"], where["source"] = record.line, record.source
         if record.kind == "frame":
+            before = (getattr(sink, "count", 0), errors.total)
             feed.on_frame(record.data, record.ts or 0)
+            if (getattr(sink, "count", 0), errors.total) == before:
+                errors.silent += 1
         elif record.kind == "rest":
             venue_symbol = venue.snapshot_symbol(record)
             if venue_symbol:
@@ -81,16 +84,34 @@ def normalize(path: Path, exchange: str | None, markets_file: Path | None, out: 
     symbols, origin = markets_for(venue, session, markets_file)
 
     def report(kind: str, message: str) -> None:
-        err.write(f"{message}\n")
+        err.write(f"{printable(message)}\n")  # a frame's escape sequences never reach the terminal
 
     sink = JsonLinesSink(out)
     errors = run_session(venue, session, symbols, sink, report)
     ignored = ", ".join(f"{k} x{v}" for k, v in sorted(errors.counts.items()))
+    frames = sum(1 for r in session.records if r.kind == "frame")
     err.write(
         f"normalize: {venue.exchange}: {sink.count} messages from {len(session.records)} records"
-        f" (symbols from {origin}); {errors.total} unusable frames{': ' + ignored if ignored else ''}\n"
+        f" (symbols from {origin}); {errors.total} unusable frames{': ' + ignored if ignored else ''};"
+        f" {errors.silent} frames gave no message (acks, heartbeats, buffered deltas, other streams)\n"
     )
+    if frames and sink.count == 0:
+        raise NoUsableFrames(f"{path}: none of its {frames} frames gave a {venue.exchange} message")
+    if errors.silent > max(10, frames // 2):
+        err.write(
+            f"normalize: warning: {errors.silent} of {frames} frames gave no message; is {path} another venue's or "
+            f"market type's capture (e.g. binance_futures frames read as binance)? pass the right --exchange\n"
+        )
     return 0
+
+
+class NoUsableFrames(ValueError):
+    """Not one frame of a capture could be normalized: the wrong venue, or not a capture at all."""
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``): safe to print on a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def main_stdout(path: Path, exchange: str | None, markets_file: Path | None) -> int:

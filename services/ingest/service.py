@@ -24,9 +24,10 @@ from services.ingest.feed import BusSink, SymbolMap
 from services.ingest.recorder import Recorder
 from services.ingest.replay import ReplayServer
 from services.ingest.venues import get
-from shared.bus import Publisher, RedisBus
+from shared.bus import RedisBus
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
+from shared.publisher import Publisher
 from shared.runtime import Need, ServiceTasks, service_context
 from shared.sections.ingest import VenueSettings
 from shared.storage import Database

@@ -10,11 +10,17 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
-from shared.cli_support import load_settings_or_exit, running_stack
+from shared.cli_support import (
+    NETWORK_TIMEOUT_S,
+    InputError,
+    RuntimeFailure,
+    load_settings_or_exit,
+    reaching,
+    running_stack,
+)
 from shared.config import Settings
 from shared.schemas import RiskControl, RiskEvent, streams
 
@@ -42,8 +48,9 @@ async def send_control(
         None,
         {"reason": control.reason, "issued_by": control.issued_by, "cause": control.cause, "force": control.force},
     )
-    redis = connect_redis(redis_url)
-    db = await Database.connect(database_url, settings.storage) if database_url else None
+    redis = connect_redis(redis_url, NETWORK_TIMEOUT_S)
+    with reaching("PostgreSQL", database_url or ""):
+        db = await Database.connect(database_url, settings.storage, NETWORK_TIMEOUT_S) if database_url else None
     try:
         if db is not None:
             await db.migrate()
@@ -56,8 +63,6 @@ async def send_control(
 
 
 def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = False) -> None:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
     from shared.halts import FORCED, HUMAN
 
     settings = load_settings_or_exit()
@@ -75,12 +80,10 @@ def _kill_switch(action: str, reason: str, exchange: str | None, force: bool = F
     from shared.signing import SigningError
 
     try:
-        remaining = asyncio.run(send_control(settings, url, found.database_url, control))
+        with reaching("Redis", url):  # PostgreSQL's failures are named inside, before Redis is used
+            remaining = asyncio.run(send_control(settings, url, found.database_url, control))
     except SigningError as exc:
-        raise click.ClickException(str(exc)) from None
-    except (OSError, RedisConnectionError) as exc:
-        where = urlsplit(url).netloc.rpartition("@")[2] or url  # never the password
-        raise click.ClickException(f"cannot reach Redis at {where}: {exc}") from None
+        raise InputError(str(exc)) from None
     out = {"action": action, "exchange": exchange, "reason": reason, "force": force, "ts": control.ts}
     click.echo(json.dumps({**out, "halts": remaining}))
     if action == "resume":
@@ -201,8 +204,8 @@ def simulate(
     config = SimConfig(depth, crash_seconds, recover_seconds, crash_at, venue, symbol, not no_hedge, margin_venues)
     try:
         report = run_simulation(data, risk_settings, config, settings.executor.venues)
-    except (DataError, StopIteration) as exc:
-        raise click.ClickException(str(exc) or f"{data}: venue {venue!r} / symbol {symbol!r} not in the data") from None
+    except DataError as exc:
+        raise InputError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -239,15 +242,16 @@ def state(as_json: bool) -> None:
     url = running_stack(load_settings_or_exit()).redis
 
     async def read() -> bytes | str | None:
-        redis = connect_redis(url)
+        redis = connect_redis(url, NETWORK_TIMEOUT_S)
         try:
             return await redis.get(streams.RISK_STATE)
         finally:
             await redis.aclose()
 
-    raw = asyncio.run(read())
+    with reaching("Redis", url):
+        raw = asyncio.run(read())
     if raw is None:
-        raise click.ClickException("the risk service has not published its state (is it running?)")
+        raise RuntimeFailure("the risk service has not published its state (is it running?)")
     doc = json.loads(raw)
     if as_json:
         click.echo(json.dumps(doc))

@@ -11,6 +11,8 @@ scaled snapshots while the profile is active, so scaled and unscaled levels neve
 from __future__ import annotations
 
 import gzip
+import math
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +44,25 @@ def load_messages(path: Path) -> list[MarketMessage]:
                 except msgspec.DecodeError as exc:
                     raise DataError(f"{path}:{lineno}: not a normalized trade/book message: {exc}") from None
                 if not isinstance(msg, Status):
+                    _check_prices(msg, f"{path}:{lineno}")
                     out.append(msg)
-    except OSError as exc:
+    except EOFError:
+        raise DataError(f"{path}: the compressed file ends early (truncated?)") from None
+    except (OSError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if not out:
         raise DataError(f"{path}: no trade or book messages (expected `tradewind normalize` output)")
     out.sort(key=lambda m: m.recv_ts)
     return out
+
+
+def _check_prices(msg: MarketMessage, where: str) -> None:
+    """A price must be finite and > 0, an amount finite and ≥ 0: the simulation divides and takes logs."""
+    levels = [(msg.price, msg.amount)] if isinstance(msg, Trade) else [*msg.bids, *msg.asks]
+    for price, amount in levels:
+        if not (math.isfinite(price) and price > 0 and math.isfinite(amount) and amount >= 0):
+            what = "trade" if isinstance(msg, Trade) else "book level"
+            raise DataError(f"{where}: {what} [{price}, {amount}]: expected a finite price > 0 and amount ≥ 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Any
 from services.risk.crash import CrashDetector, Transition
 from services.risk.hedge import Actions, Hedger
 from services.risk.margin import MarginSafety
-from services.risk.replay import NS, CrashProfile, MarketMessage, inject, load_messages
+from services.risk.replay import NS, CrashProfile, DataError, MarketMessage, inject, load_messages
 from shared.paper import PaperExchange
 from shared.pretrade import PreTradeGuard, split_symbol
 from shared.schemas import BookUpdate, OrderIntent, RiskControl
@@ -123,9 +123,23 @@ class Simulation:
 
     def run(self, messages: list[MarketMessage]) -> dict[str, Any]:
         venue = self.cfg.venue or messages[0].exchange
-        symbol = self.cfg.symbol or next(m.symbol for m in messages if m.exchange == venue)
+        on_venue = [m for m in messages if m.exchange == venue]
+        if not on_venue:
+            found = sorted({m.exchange for m in messages})
+            raise DataError(f"--venue {venue}: no messages of it in the data; found {', '.join(found)}")
+        symbol = self.cfg.symbol or on_venue[0].symbol
+        if not any(m.symbol == symbol for m in on_venue):
+            found = sorted({m.symbol for m in on_venue})
+            raise DataError(f"--symbol {symbol}: no {venue} messages of it in the data; found {', '.join(found)}")
         base, quote = split_symbol(symbol)
-        start = next(m.recv_ts for m in messages if m.exchange == venue)
+        start = on_venue[0].recv_ts
+        span_s = (on_venue[-1].recv_ts - start) / NS
+        if self.cfg.crash_depth > 0 and self.cfg.crash_at_s >= span_s:
+            raise DataError(
+                f"no crash injected: the {venue} data spans {span_s:.1f} s, and the crash starts "
+                f"--crash-at {self.cfg.crash_at_s:g} s after its first message; pass --crash-at below {span_s:.0f} "
+                "(or longer data) to test the detector"
+            )
         crash = None
         if self.cfg.crash_depth > 0:
             crash = CrashProfile(

@@ -6,20 +6,30 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from services.trainer.data import DataError, load_bars
+from shared.cli_support import NETWORK_TIMEOUT_S, InputError, RuntimeFailure, reaching
 
 METRIC_ROWS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "trades", "fees", "exposure")
+# A backtest needs this many out-of-sample bars: fewer give a Sharpe ratio that means nothing.
+MIN_BACKTEST_BARS = 30
+MIN_SYNTH_BARS = 5 * MIN_BACKTEST_BARS
 
 
-def _fail(message: str) -> None:
-    click.echo(f"tradewind: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str) -> NoReturn:
+    raise InputError(message)
+
+
+def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | None) -> int:
+    if value is not None and value < 2:
+        raise click.BadParameter(f"expected at least 2 folds (walk-forward), found {value}")
+    return value or 0
 
 
 @click.command()
@@ -27,11 +37,12 @@ def _fail(message: str) -> None:
 @click.option(
     "--data",
     "data_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     required=True,
-    help="candles (CSV, Binance klines, freqtrade JSON/feather, parquet) or trades",
+    help="candles (CSV, Binance klines, freqtrade JSON/feather, parquet) or trades; or a DIR of "
+    "<exchange>__<BASE>-<QUOTE>.csv files (same timestamps): one portfolio policy over all of them",
 )
-@click.option("--timesteps", type=int, default=50_000, show_default=True, help="env steps to sample")
+@click.option("--timesteps", type=click.IntRange(min=1), default=50_000, show_default=True, help="env steps to sample")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--out",
@@ -57,7 +68,11 @@ def _fail(message: str) -> None:
 )
 @click.option("--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when DATA holds trades")
 @click.option(
-    "--folds", type=int, default=0, help="walk-forward: retrain K times on an expanding window, judged on the next fold"
+    "--folds",
+    type=int,
+    default=None,
+    callback=_folds_at_least_2,
+    help="walk-forward: retrain K ≥ 2 times on an expanding window, judged on the next fold",
 )
 @click.option(
     "--address",
@@ -84,15 +99,25 @@ def train(
     metrics line reports validation and test results beside the baselines, and where it ran
     (`ray_address`, `ray_nodes`). Training starts its own local Ray unless --address or RAY_ADDRESS
     names a cluster; one that does not answer within seconds is an error (exit 1). Progress goes
-    to stderr.
+    to stderr. Nothing is left in --out when the run fails. Only weights-only `actor.npz` files are loaded
+    elsewhere; an RLlib checkpoint (fine-tuning) is executable code: unpickle only ones you trained.
     """
+    from services.trainer.config_check import check_config
     from services.trainer.training import RayUnavailable, TrainingError, load_config, ray_session
     from shared.cli_support import load_settings_or_exit
 
     settings = load_settings_or_exit()
+    if Path(data_path).is_dir():  # one portfolio policy over every market in the directory
+        from services.trainer.portfolio_cli import train_dir
+
+        gpus = settings.trainer.gpus if gpus is None else gpus
+        policy_dir = settings.trainer.policy_dir
+        train_dir(algo, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address, policy_dir)
+        return
     try:
         bars = load_bars(data_path, bar_seconds)
         config = load_config(algo, config_path, overrides)
+        check_config(algo, config)
     except (DataError, TrainingError) as exc:
         _fail(str(exc))
     out = Path(out_dir or Path(settings.trainer.policy_dir) / f"{algo}-{Path(data_path).name.split('.')[0]}-s{seed}")
@@ -102,9 +127,14 @@ def train(
             with contextlib.redirect_stdout(sys.stderr):
                 where = stack.enter_context(ray_session(address=address))
         except RayUnavailable as exc:  # a runtime failure, not bad input
-            click.echo(f"tradewind train: {exc}", err=True)
-            sys.exit(1)
-        _train(algo, data_path, bars, out, timesteps, seed, gpus, config, folds, where)
+            raise RuntimeFailure(str(exc)) from None
+        fresh = not out.exists()
+        try:
+            _train(algo, data_path, bars, out, timesteps, seed, gpus, config, folds, where)
+        except BaseException:
+            if fresh:  # a failed run leaves no half-written checkpoint behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def _train(
@@ -160,7 +190,13 @@ def _train(
 
 
 @click.command()
-@click.option("--data", "data_path", type=click.Path(dir_okay=False), required=True, help="candle or trade file")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(),
+    required=True,
+    help="candle or trade file; or a DIR of <exchange>__<BASE>-<QUOTE>.csv files (a portfolio policy)",
+)
 @click.option(
     "--policy",
     "policy_spec",
@@ -171,11 +207,15 @@ def _train(
 )
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option(
-    "--windows", type=int, default=4, show_default=True, help="walk-forward windows over the out-of-sample bars"
+    "--windows",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="walk-forward windows over the out-of-sample bars",
 )
 @click.option(
     "--trials",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="trials behind this policy for the deflated Sharpe (default: count in the registry, else 1)",
 )
@@ -197,7 +237,7 @@ def backtest(
     A checkpoint is evaluated only on bars after the data it was trained on. Costs are the
     checkpoint's cost model (baselines: the trainer settings' fee, spread and impact).
     """
-    from services.trainer.evaluation import public_report, walk_forward, write_equity_html
+    from services.trainer.evaluation import out_of_sample_start, public_report, walk_forward, write_equity_html
     from services.trainer.policy import load_policy
     from shared.cli_support import load_settings_or_exit
     from shared.rl.costs import CostModel, FeeTier
@@ -206,6 +246,11 @@ def backtest(
     from shared.rl.policy import CheckpointPolicy, PolicyError
 
     settings = load_settings_or_exit()
+    if Path(data_path).is_dir():  # a portfolio policy (or baseline) over every market in the directory
+        from services.trainer.portfolio_cli import backtest_dir
+
+        backtest_dir(data_path, policy_spec, as_json, settings.trainer.policy_dir, settings)
+        return
     try:
         bars = load_bars(data_path, bar_seconds)
         policy = load_policy(policy_spec, settings.trainer.policy_dir)
@@ -219,20 +264,39 @@ def backtest(
         t = settings.trainer
         cost = CostModel(tiers=(FeeTier(0.0, t.fee_taker, t.fee_taker),), half_spread=t.half_spread, impact=t.impact)
         config = EnvConfig(cost=cost, allow_short=t.allow_short and not no_short)
+    try:
+        start = out_of_sample_start(policy, market)
+    except (ValueError, PolicyError) as exc:
+        _fail(f"{data_path}: {exc}")
+    if len(market) - 1 - start < MIN_BACKTEST_BARS:
+        _fail(
+            f"{data_path}: expected at least {MIN_BACKTEST_BARS} out-of-sample bars for a backtest, found "
+            f"{max(len(market) - 1 - start, 0)} ({len(market)} bars, out of sample from bar {start})"
+        )
+    if plot and not Path(plot).resolve().parent.is_dir():
+        _fail(f"--plot {plot}: directory {Path(plot).resolve().parent} does not exist")
     if trials is None:
         trials = _registry_trials(settings)
     try:
-        report = walk_forward(policy, market, config, windows=windows, trials=trials)
+        report = walk_forward(policy, market, config, start, windows=windows, trials=trials)
     except (ValueError, PolicyError) as exc:
         _fail(f"{data_path}: {exc}")
     report["trials"] = trials
     if plot:
-        write_equity_html(report, plot)
+        try:
+            write_equity_html(report, plot)
+        except OSError as exc:
+            _fail(f"--plot {plot}: cannot write ({exc.strerror or exc})")
     public = public_report(report)
     if as_json:
         click.echo(json.dumps(public))
         return
     _print_table(public)
+
+
+def _reading_database(url: str, run: Any) -> Any:
+    with reaching("PostgreSQL", url):
+        return asyncio.run(run())
 
 
 def _registry_trials(settings: Any) -> int:
@@ -243,7 +307,7 @@ def _registry_trials(settings: Any) -> int:
     async def count() -> int:
         from shared.storage import Database, policies
 
-        db = await Database.connect(os.environ["DATABASE_URL"], settings.storage)
+        db = await Database.connect(os.environ["DATABASE_URL"], settings.storage, NETWORK_TIMEOUT_S)
         try:
             return max(await policies.count(db), 1)
         finally:
@@ -273,7 +337,14 @@ def _print_table(report: dict[str, Any]) -> None:
 @click.command()
 @click.option("--kind", type=click.Choice(["regime_momentum", "mean_reverting"]), required=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--bars", "n_bars", type=int, default=50_000, show_default=True)
+@click.option(
+    "--bars",
+    "n_bars",
+    type=click.IntRange(min=MIN_SYNTH_BARS),
+    default=50_000,
+    show_default=True,
+    help=f"bars to write (at least {MIN_SYNTH_BARS}: the oracle is judged on the last fifth)",
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), required=True, help="CSV to write")
 def synth(kind: str, seed: int, n_bars: int, out_path: str) -> None:
     """Write a synthetic market with known structure; print its oracle's out-of-sample Sharpe as JSON."""
@@ -283,7 +354,10 @@ def synth(kind: str, seed: int, n_bars: int, out_path: str) -> None:
     from shared.rl.features import compute_features
 
     market = make_market(kind, n_bars, seed)
-    write_csv(market.bars, out_path)
+    try:
+        write_csv(market.bars, out_path)
+    except OSError as exc:
+        _fail(f"--out {out_path}: cannot write ({exc.strerror or exc})")
     features = compute_features(market.bars)
     start = int(n_bars * 0.8)  # the test split of the default config
     result = simulate(features, market.oracle_positions[start : n_bars - 1], start, EnvConfig().cost)
@@ -299,17 +373,19 @@ def policy() -> None:
 
 @policy.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False, exists=True))
-@click.option("--exchange", required=True, help="venue the executor trades it on, e.g. binance")
-@click.option("--symbol", required=True, help="market the executor trades it on, e.g. BTC/USDT")
+@click.option("--exchange", help="venue a single-market policy trades on, e.g. binance (a portfolio's: its metadata)")
+@click.option("--symbol", help="market a single-market policy trades, e.g. BTC/USDT (a portfolio's: its metadata)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
+def promote(checkpoint: str, exchange: str | None, symbol: str | None, as_json: bool) -> None:
     """Register CHECKPOINT (a `tradewind train --out` dir) as promoted and publish it on policy:updates.
 
     A running executor hot-loads it and trades it on paper. The registry row is marked
     `promotion: manual` with the test results the policy was trained with: this is a hand-off,
-    not the online trainer's out-of-sample promotion.
+    not the online trainer's out-of-sample promotion. A portfolio policy is promoted for the markets
+    its `tradewind.json` lists; --exchange/--symbol name a single-market policy's market and are
+    refused when they contradict the metadata.
     """
-    from services.trainer.promotion import promote_checkpoint, read_checkpoint
+    from services.trainer.promotion import promote_checkpoint, promoted_markets, read_checkpoint
     from shared.bus import RedisBus, connect_redis
     from shared.cli_support import load_settings_or_exit, running_stack
     from shared.rl.policy import PolicyError
@@ -318,13 +394,15 @@ def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
     settings = load_settings_or_exit()
     try:
         path, meta = read_checkpoint(checkpoint, settings.trainer.policy_dir)
+        markets = promoted_markets(meta, exchange, symbol)
     except (PolicyError, ValueError) as exc:
         _fail(str(exc))
     found = running_stack(settings, database=True)
 
     async def run() -> dict[str, Any]:
-        db = await Database.connect(found.database, settings.storage)
-        redis = connect_redis(found.redis)
+        with reaching("PostgreSQL", found.database):
+            db = await Database.connect(found.database, settings.storage, NETWORK_TIMEOUT_S)
+        redis = connect_redis(found.redis, NETWORK_TIMEOUT_S)
         try:
             await db.migrate()
             return await promote_checkpoint(db, RedisBus(redis, settings.bus), path, meta, exchange, symbol)
@@ -332,11 +410,13 @@ def promote(checkpoint: str, exchange: str, symbol: str, as_json: bool) -> None:
             await db.close()
             await redis.aclose()
 
-    result = asyncio.run(run())
+    with reaching("Redis", found.redis):
+        result = asyncio.run(run())
     if as_json:
         click.echo(json.dumps(result))
     else:
-        click.echo(f"promoted {result['policy_id']} ({result['algo']}) for {exchange} {symbol}: {result['checkpoint']}")
+        where = ", ".join(f"{e} {s}" for e, s in markets)
+        click.echo(f"promoted {result['policy_id']} ({result['algo']}) for {where}: {result['checkpoint']}")
 
 
 @policy.command(name="list")
@@ -351,7 +431,7 @@ def list_policies(limit: int, as_json: bool) -> None:
     found = running_stack(settings, redis=False, database=True)
 
     async def run() -> list[dict[str, Any]]:
-        db = await Database.connect(found.database, settings.storage)
+        db = await Database.connect(found.database, settings.storage, NETWORK_TIMEOUT_S)
         try:
             await db.migrate()
             return await policies.listing(db, limit)
@@ -370,7 +450,7 @@ def list_policies(limit: int, as_json: bool) -> None:
             "figures": policies.json_ready(r["metrics"]),
             "reason": r["reason"],
         }
-        for r in asyncio.run(run())
+        for r in _reading_database(found.database, run)
     ]
     if as_json:
         click.echo(json.dumps(rows))

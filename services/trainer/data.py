@@ -12,6 +12,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import sys
+import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from numpy.typing import NDArray
 from shared.rl.bars import NS_PER_S, Bars
 
 OHLCV = ("open", "high", "low", "close", "volume")
+PRICES = ("open", "high", "low", "close")
+RowName = Callable[[int], str]  # data row index (0-based) -> "line 7" / "row 7": where a user finds it
 TIME_COLUMNS = ("date", "timestamp", "time", "open_time", "datetime", "ts", "unix", "index")
 
 
@@ -30,8 +35,26 @@ class DataError(ValueError):
     """A data file or table that cannot be turned into bars; the message names what and where."""
 
 
-def _bars_from_frame(frame: pd.DataFrame, where: str) -> Bars:
-    """Turn a frame with a time column and OHLCV columns (any case) into sorted, de-duplicated Bars."""
+def _warn(message: str) -> None:
+    # On stderr, not a logger: the CLI configures no logging, and a warning about a file is for its reader.
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _rows(first_line: int | None, unit: str = "line") -> RowName:
+    """Name data rows by their line in the file (``first_line``: the line of row 0) or by number."""
+    if first_line is None:
+        return lambda i: f"row {i + 1}"
+    return lambda i: f"{unit} {first_line + i}"
+
+
+def _bars_from_frame(frame: pd.DataFrame, where: str, row: RowName | None = None) -> Bars:
+    """Turn a frame with a time column and OHLCV columns (any case) into sorted, de-duplicated Bars.
+
+    Every value is checked and a bad one named by its row: dates, prices (> 0, finite), volume (≥ 0,
+    finite). Rows out of time order are sorted and identical repeated rows dropped, each with a
+    warning naming the rows; two different bars at the same time are an error.
+    """
+    row = row or _rows(None)
     frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
     if "volume" not in frame.columns:
         for alt in ("volume_base", "volume_btc", "vol"):
@@ -53,7 +76,7 @@ def _bars_from_frame(frame: pd.DataFrame, where: str) -> Bars:
         if not unnamed:
             raise DataError(f"{where}: expected a time column named one of {TIME_COLUMNS}; found {list(frame.columns)}")
         time_col = unnamed[0]
-    ts = _to_ns(frame[time_col], f"{where}: column {time_col!r}")
+    ts = _to_ns(frame[time_col], f"{where}: column {time_col!r}", row)
     values = {}
     for col in OHLCV:
         if col not in frame.columns:
@@ -64,25 +87,57 @@ def _bars_from_frame(frame: pd.DataFrame, where: str) -> Bars:
             column = np.zeros(len(column))
         bad = np.flatnonzero(~np.isfinite(column))
         if len(bad):
-            raise DataError(f"{where}: column {col!r} has a non-numeric value at data row {int(bad[0]) + 1}")
+            i = int(bad[0])
+            found = frame[col].iloc[i]
+            raise DataError(f"{where}: {row(i)}: column {col!r}: expected a finite number, found {found!r}")
+        bad = np.flatnonzero(column <= 0 if col in PRICES else column < 0)
+        if len(bad):
+            i = int(bad[0])
+            expected = "a price > 0" if col in PRICES else "a volume ≥ 0"
+            raise DataError(f"{where}: {row(i)}: column {col!r}: expected {expected}, found {column[i]!r}")
         values[col] = column
+    return _ordered_bars(ts, values, where, row)
+
+
+def _ordered_bars(ts: NDArray[np.int64], values: dict[str, NDArray[np.float64]], where: str, row: RowName) -> Bars:
+    """Bars in time order; disorder and identical repeats are warned about, conflicting repeats refused."""
+    back = np.flatnonzero(ts[1:] < ts[:-1])
+    if len(back):
+        _warn(
+            f"{where}: {len(back)} row(s) out of time order, first at {row(int(back[0]) + 1)} "
+            f"(before {row(int(back[0]))}); sorted by time"
+        )
     order = np.argsort(ts, kind="stable")
     ts = ts[order]
+    same = np.flatnonzero(ts[1:] == ts[:-1])  # positions in sorted order whose next bar repeats the time
+    if len(same):
+        table = np.column_stack([values[k][order] for k in OHLCV])
+        conflict = [int(i) for i in same if not np.array_equal(table[i], table[i + 1])]
+        if conflict:
+            a, b = int(order[conflict[0]]), int(order[conflict[0] + 1])
+            raise DataError(
+                f"{where}: {row(a)} and {row(b)}: two different bars at the same time "
+                f"({pd.Timestamp(int(ts[conflict[0]]), unit='ns')}); {len(conflict)} such conflict(s)"
+            )
+        _warn(f"{where}: {len(same)} repeated row(s), first {row(int(order[same[0] + 1]))}; dropped")
     keep = np.ones(len(ts), dtype=bool)
     keep[1:] = ts[1:] != ts[:-1]
     idx = order[keep]
     bars = Bars(ts=ts[keep], **{k: v[idx] for k, v in values.items()})
     if len(bars) < 2:
         raise DataError(f"{where}: expected at least 2 bars, found {len(bars)}")
-    if np.any(bars.close <= 0):
-        raise DataError(f"{where}: expected positive close prices, found {bars.close.min()}")
     return bars
 
 
-def _to_ns(column: pd.Series, where: str) -> NDArray[np.int64]:
+def _to_ns(column: pd.Series, where: str, row: RowName | None = None) -> NDArray[np.int64]:
     """Convert epoch numbers (s/ms/us/ns, guessed by magnitude) or date strings to ns UTC."""
+    row = row or _rows(None)
     if pd.api.types.is_numeric_dtype(column):
         raw = column.to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(raw) | (raw < 0) | (raw > 9.2e18))
+        if len(bad):
+            i = int(bad[0])
+            raise DataError(f"{where}: {row(i)}: expected a date or epoch number, found {column.iloc[i]!r}")
         scale = np.where(raw > 1e17, 1, np.where(raw > 1e14, 1e3, np.where(raw > 1e11, 1e6, 1e9)))
         return (raw * scale).astype(np.int64)
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
@@ -93,7 +148,10 @@ def _to_ns(column: pd.Series, where: str) -> NDArray[np.int64]:
         try:  # CryptoDataDownload hourly files: "2019-10-17 09-AM"
             parsed = pd.to_datetime(column, utc=True, format="%Y-%m-%d %I-%p")
         except (ValueError, TypeError) as exc:
-            raise DataError(f"{where}: expected dates or epoch numbers, found e.g. {column.iloc[0]!r}") from exc
+            coerced = pd.to_datetime(column, utc=True, format="ISO8601", errors="coerce")
+            bad = np.flatnonzero(coerced.isna().to_numpy())
+            i = int(bad[0]) if len(bad) else 0
+            raise DataError(f"{where}: {row(i)}: expected a date or epoch number, found {column.iloc[i]!r}") from exc
     return _datetimes_to_ns(parsed)
 
 
@@ -158,7 +216,7 @@ def _load_csv(path: Path) -> Bars:
         frame = pd.read_csv(io.StringIO(text), header=None)
         frame = frame.iloc[:, :6]
         frame.columns = ["open_time", *OHLCV]
-        return _bars_from_frame(frame, str(path))
+        return _bars_from_frame(frame, str(path), _rows(1))
     header_line = next((i for i, line in enumerate(lines[:5]) if _looks_like_header(line.lower())), None)
     if header_line is None:
         raise DataError(
@@ -171,7 +229,7 @@ def _load_csv(path: Path) -> Bars:
     cols = {str(c).strip().lower() for c in frame.columns}
     if {"price"} <= cols and not {"open", "close"} <= cols:
         return _trades_frame_to_bars(frame, str(path))
-    return _bars_from_frame(frame, f"{path} (header on line {header_line + 1})")
+    return _bars_from_frame(frame, str(path), _rows(header_line + 2))
 
 
 def _looks_like_header(line: str) -> bool:
@@ -199,10 +257,19 @@ def _trades_frame_to_bars(frame: pd.DataFrame, where: str, bar_seconds: float = 
         buy = frame["side"].astype(str).str.lower().eq("buy").to_numpy()
     elif "buyer_maker" in frame.columns:  # Binance: buyer is maker -> the taker sold
         buy = ~frame["buyer_maker"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    numbers = {}
+    for col in ("price", amount_col):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values) | (values <= 0 if col == "price" else values < 0))
+        if len(bad):
+            i = int(bad[0])
+            found = frame[col].iloc[i]
+            raise DataError(f"{where}: row {i + 1}: column {col!r}: expected a finite number > 0, found {found!r}")
+        numbers[col] = values
     return bars_from_trades(
         _to_ns(frame[time_col], f"{where}: column {time_col!r}"),
-        frame["price"].to_numpy(dtype=np.float64),
-        frame[amount_col].to_numpy(dtype=np.float64),
+        numbers["price"],
+        numbers[amount_col],
         buy,
         bar_seconds,
     )
@@ -215,7 +282,7 @@ def _load_json(path: Path, bar_seconds: float) -> Bars:
         raise DataError(f"{path}: expected JSON, parse error at line {exc.lineno} column {exc.colno}") from exc
     if isinstance(raw, list) and raw and isinstance(raw[0], list) and len(raw[0]) >= 6:
         frame = pd.DataFrame([row[:6] for row in raw], columns=["date", *OHLCV])  # freqtrade candles
-        return _bars_from_frame(frame, str(path))
+        return _bars_from_frame(frame, str(path), _rows(1, "item"))
     if isinstance(raw, list) and raw and isinstance(raw[0], dict) and "price" in raw[0]:
         return _trades_frame_to_bars(pd.DataFrame(raw), str(path), bar_seconds)  # ccxt trades
     raise DataError(
@@ -248,7 +315,9 @@ def load_bars(path: str | Path, bar_seconds: float = 60.0) -> Bars:
             return _load_csv(path)
     except DataError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except EOFError as exc:  # a truncated .gz
+        raise DataError(f"{path}: the compressed file ends early (truncated download?)") from exc
+    except (OSError, ValueError, UnicodeDecodeError, zlib.error, TypeError, IndexError) as exc:
         raise DataError(f"{path}: could not read as {name.rsplit('.', 1)[-1]}: {exc}") from exc
     raise DataError(
         f"{path}: unknown format; expected .csv, .json (freqtrade or ccxt trades), .feather or .parquet "

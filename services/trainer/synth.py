@@ -94,3 +94,59 @@ def write_csv(bars: Bars, path: str) -> None:
         columns = (bars.open, bars.high, bars.low, bars.close, bars.volume)
         for row in zip(seconds.tolist(), *(c.tolist() for c in columns), strict=True):
             fh.write(f"{row[0]},{row[1]!r},{row[2]!r},{row[3]!r},{row[4]!r},{row[5]!r}\n")
+
+
+@dataclass(frozen=True)
+class LeadLagMarkets:
+    """Time-aligned bars of several markets where the first leads the others by one bar.
+
+    `rule_weights[t]` is the known-structure rule's target weight per market at bar t: hold each
+    follower in the direction of the leader's last bar return (the follower repeats `beta` of it
+    one bar later), only when that move is worth the round-trip costs; the leader itself is
+    unpredictable and left flat.
+    """
+
+    markets: list[tuple[str, str]]
+    bars: list[Bars]
+    rule_weights: NDArray[np.float64]  # (n, N)
+
+
+LEAD_LAG_MARKETS = [("coinbase", "BTC/USD"), ("binance_futures", "BTC/USDT")]
+
+
+def lead_lag(
+    n: int,
+    seed: int,
+    markets: list[tuple[str, str]] | None = None,
+    beta: float = 0.8,
+    sigma_lead: float = 0.004,
+    sigma_follow: float = 0.001,
+    deadband: float = 1.0,
+) -> LeadLagMarkets:
+    """Leader: i.i.d. log returns; each follower: `beta` x the leader's previous return plus its own noise.
+
+    The rule goes long/short a follower by the sign of the leader's latest return when it exceeds
+    `deadband` leader standard deviations, and otherwise keeps what it holds.
+    """
+    markets = list(markets or LEAD_LAG_MARKETS)
+    rng = np.random.default_rng(seed)
+    lead = rng.normal(0.0, sigma_lead, n)
+    lead[0] = 0.0
+    bars = [_bars_from_log_price(np.cumsum(lead), rng, 60.0)]
+    rule = np.zeros((n, len(markets)))
+    held = 0.0
+    for t, r in enumerate(lead.tolist()):
+        if abs(r) > deadband * sigma_lead:
+            held = float(np.sign(r))
+        rule[t, 1:] = held
+    for _ in markets[1:]:
+        follow = np.zeros(n)
+        follow[1:] = beta * lead[:-1] + rng.normal(0.0, sigma_follow, n - 1)
+        bars.append(_bars_from_log_price(np.cumsum(follow), rng, 60.0))
+    return LeadLagMarkets(markets, bars, rule)
+
+
+def write_market_dir(synth: LeadLagMarkets, directory: str) -> None:
+    """Write one `<exchange>__<BASE>-<QUOTE>.csv` per market (what `--data DIR` reads)."""
+    for (exchange, symbol), bars in zip(synth.markets, synth.bars, strict=True):
+        write_csv(bars, f"{directory}/{exchange}__{symbol.replace('/', '-')}.csv")

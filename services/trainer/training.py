@@ -186,9 +186,16 @@ def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iter
 
 
 def build_algorithm_config(
-    algo: str, config: dict[str, Any], market: MarketData, env_config: EnvConfig, seed: int, gpus: float
+    algo: str,
+    config: dict[str, Any],
+    market: MarketData | None,
+    env_config: Any,
+    seed: int,
+    gpus: float,
+    env: type | None = None,
 ) -> Any:
-    """The RLlib AlgorithmConfig for `algo` on this market."""
+    """The RLlib AlgorithmConfig for `algo` on this market (`env`: another env class, e.g. the
+    portfolio env, built from `env_config` as it is)."""
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
 
     training = dict(config.get("training", {}))
@@ -219,7 +226,9 @@ def build_algorithm_config(
         base = APPOConfig()
     try:
         return (
-            base.environment(RLlibTradingEnv, env_config={"market": market, "env": env_config})
+            base.environment(
+                env or RLlibTradingEnv, env_config=env_config if env else {"market": market, "env": env_config}
+            )
             .framework("torch")
             .env_runners(**runners)
             .learners(num_learners=0, num_gpus_per_learner=gpus)

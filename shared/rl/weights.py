@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,12 +183,12 @@ class WeightsPolicy(CheckpointPolicy):
         return out.argmax(axis=-1).astype(np.float64)
 
 
-def decode_weights(data: bytes, where: Path, sha256: str) -> WeightsPolicy:
-    """Parse and check `.npz` bytes (never unpickling); PolicyError names the file and what is wrong."""
+def decode_net(data: bytes, where: Path) -> tuple[NumpyNet, dict[str, Any]]:
+    """The network and header of `.npz` bytes (never unpickling); PolicyError names the file and what is wrong."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise PolicyError(f"{where}: not a weights-only policy file (np.load, allow_pickle=False): {exc}") from exc
     try:
         header = json.loads(bytes(arrays.pop(HEADER)).decode())
@@ -219,10 +220,20 @@ def decode_weights(data: bytes, where: Path, sha256: str) -> WeightsPolicy:
     first = streams[STREAMS[kind][0]][0][0]
     if first.shape[0] != int(header["obs_size"]):
         raise PolicyError(f"{where}: first layer takes {first.shape[0]} inputs, header says {header['obs_size']}")
+    return NumpyNet(kind, streams), header
+
+
+def decode_weights(data: bytes, where: Path, sha256: str) -> WeightsPolicy:
+    """Parse and check a single-market policy's `.npz` bytes; PolicyError names the file and what is wrong."""
+    net, header = decode_net(data, where)
     meta = header["meta"]
+    if meta.get("markets"):
+        raise PolicyError(
+            f"{where}: a portfolio policy over {len(meta['markets'])} markets; load it with load_portfolio_policy"
+        )
     if header["obs_size"] != len(meta.get("feature_names", [])) + 2:
         raise PolicyError(f"{where}: obs_size {header['obs_size']} does not match its feature names")
-    return WeightsPolicy(NumpyNet(kind, streams), meta, where, sha256)
+    return WeightsPolicy(net, meta, where, sha256)
 
 
 def split_sha(spec: str) -> tuple[str, str | None]:
@@ -243,6 +254,12 @@ def load_weights_policy(spec: str | Path, root: str | Path | None, *, require_sh
     `require_sha` a spec without one is refused (the executor trades only registered weights).
     `root=None` skips the directory check (training's own evaluation of what it just wrote).
     """
+    data, where, digest = read_weights(spec, root, require_sha=require_sha)
+    return decode_weights(data, where, digest)
+
+
+def read_weights(spec: str | Path, root: str | Path | None, *, require_sha: bool = False) -> tuple[bytes, Path, str]:
+    """The checked bytes of `actor.npz` (see `load_weights_policy`), its policy directory and sha256."""
     raw, expected = split_sha(str(spec))
     path = Path(raw).expanduser().resolve()
     if root is not None:
@@ -252,6 +269,8 @@ def load_weights_policy(spec: str | Path, root: str | Path | None, *, require_sh
                 f"{path}: outside the policy directory {base}; policies load only from there "
                 "(TRADEWIND_TRAINER__POLICY_DIR)"
             )
+    if not path.exists():
+        raise PolicyError(f"{path}: no such file or directory (expected a `tradewind train --out` directory)")
     file = path / WEIGHTS_FILE if path.is_dir() else path
     if not file.is_file():
         raise PolicyError(f"{file}: no weights-only policy file (written by `tradewind train` as {WEIGHTS_FILE})")
@@ -261,4 +280,4 @@ def load_weights_policy(spec: str | Path, root: str | Path | None, *, require_sh
     digest = sha256_bytes(data)
     if expected is not None and digest != expected:
         raise PolicyError(f"{file}: sha256 {digest} differs from the registry's {expected}; refusing to load it")
-    return decode_weights(data, path if path.is_dir() else file.parent, digest)
+    return data, (path if path.is_dir() else file.parent), digest

@@ -158,6 +158,9 @@ class PolicyUpdate(Message, tag="policy", frozen=True):
     exchange: str | None = None
     symbol: str | None = None
     metrics: dict[str, float] = {}
+    # The policy's market set, (exchange, symbol) pairs: several for a portfolio policy; a one-market policy
+    # may name its market here or only in exchange/symbol (what older producers send).
+    markets: list[tuple[str, str]] = []
 
 
 AnyMessage = Trade | BookUpdate | Status | OrderIntent | OrderEvent | RiskEvent | RiskControl | PolicyUpdate

@@ -66,12 +66,20 @@ class Database:
         self.settings = settings
 
     @classmethod
-    async def connect(cls, dsn: str, settings: StorageSettings) -> Database:
+    async def connect(cls, dsn: str, settings: StorageSettings, timeout_s: float | None = None) -> Database:
+        """Open the pool; ``timeout_s`` (CLI commands) bounds connecting and every query, and tries once."""
+
         async def make() -> asyncpg.Pool:
             return await asyncpg.create_pool(
-                dsn, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=60
+                dsn,
+                min_size=settings.pool_min,
+                max_size=settings.pool_max,
+                command_timeout=timeout_s or 60,
+                timeout=timeout_s or 60,
             )
 
+        if timeout_s is not None:
+            return cls(await make(), settings)
         pool = await retrying(make, "connect to PostgreSQL", settings.retry_max_s)
         return cls(pool, settings)
 

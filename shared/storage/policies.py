@@ -3,6 +3,11 @@
 The trainer records every trial and promotes; the executor follows the promoted policy; the CLI
 and the dashboard list them. A promoted policy travels as ``<dir>#sha256=<hex>``: the executor
 loads only a weights file that hashes to what was recorded at promotion.
+
+A policy trades a market set (`markets`: a sorted jsonb list of {exchange, symbol}); a single-market
+policy's set has one market, and also fills the `exchange` and `symbol` columns. The book the executor
+trades is `promoted_per_market`: for each market set its latest promoted policy, less those a later
+promotion on any of their markets replaced (one policy trades a market at a time).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,30 @@ from shared.schemas import PolicyUpdate
 from shared.schemas.streams import POLICY_UPDATES
 from shared.storage.db import Database
 from shared.storage.writer import ns_to_datetime
+
+Market = tuple[str, str]  # (exchange, symbol)
+
+
+def market_set(markets: Iterable[Sequence[str]]) -> tuple[Market, ...]:
+    """The canonical form of a market set: (exchange, symbol) pairs, sorted, each once."""
+    return tuple(sorted({(str(m[0]), str(m[1])) for m in markets}))
+
+
+def markets_of(exchange: str | None, symbol: str | None, markets: Iterable[Sequence[str]] | None) -> tuple[Market, ...]:
+    """The market set of a policy named either way: `markets`, or its one (exchange, symbol)."""
+    if markets:
+        return market_set(markets)
+    return ((exchange, symbol),) if exchange and symbol else ()
+
+
+def markets_json(markets: Sequence[Market]) -> str:
+    return json.dumps([{"exchange": e, "symbol": s} for e, s in markets])
+
+
+def parse_markets(value: Any) -> tuple[Market, ...]:
+    """The `markets` column (jsonb, text or decoded) as a market set."""
+    items = json.loads(value) if isinstance(value, str) else value or []
+    return market_set((m["exchange"], m["symbol"]) for m in items)
 
 
 class PolicyRegistry:
@@ -42,17 +72,24 @@ class PolicyRegistry:
         exchange: str | None = None,
         symbol: str | None = None,
         source: str = "online",
+        markets: Sequence[Sequence[str]] | None = None,
     ) -> str:
-        """Insert one trial, with the sha256 of its weights-only actor file when it has one; return its id."""
+        """Insert one trial, with the sha256 of its weights-only actor file when it has one; return its id.
+
+        A portfolio policy gives its `markets` (its `exchange`/`symbol` columns stay empty); a
+        single-market one either its (exchange, symbol) or a one-market list."""
         policy_id = f"{algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        trades = markets_of(exchange, symbol, markets)
+        if len(trades) == 1:
+            exchange, symbol = trades[0]
         await self.db.execute(
             "INSERT INTO policies (id, algo, exchange, symbol, data_from, data_to, metrics, checkpoint_uri,"
-            " hyperparameters, weights_sha256, source)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11)",
+            " hyperparameters, weights_sha256, source, markets)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9::jsonb, $10, $11, $12::jsonb)",
             policy_id,
             algo,
-            exchange,
-            symbol,
+            exchange if len(trades) <= 1 else None,
+            symbol if len(trades) <= 1 else None,
             ns_to_datetime(data_from_ns),
             ns_to_datetime(data_to_ns),
             json.dumps(json_ready(metrics)),
@@ -60,6 +97,7 @@ class PolicyRegistry:
             json.dumps(json_ready(hyperparameters)),
             weights_digest(checkpoint_uri),
             source,
+            markets_json(trades),
         )
         return policy_id
 
@@ -67,23 +105,24 @@ class PolicyRegistry:
         """Why these trials were (not) promoted: `tradewind policy list` shows it."""
         await self.db.execute("UPDATE policies SET reason = $2 WHERE id = ANY($1::text[])", policy_ids, reason)
 
-    async def trial_count(self, exchange: str | None = None, symbol: str | None = None) -> int:
+    async def trial_count(
+        self, exchange: str | None = None, symbol: str | None = None, markets: Sequence[Sequence[str]] | None = None
+    ) -> int:
+        """Trials recorded for this market set (one market: `exchange`, `symbol`)."""
         rows = await self.db.fetch(
-            "SELECT count(*) AS n FROM policies"
-            " WHERE exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2",
-            exchange,
-            symbol,
+            "SELECT count(*) AS n FROM policies WHERE markets = $1::jsonb",
+            markets_json(markets_of(exchange, symbol, markets)),
         )
         return int(rows[0]["n"])
 
-    async def champion(self, exchange: str | None = None, symbol: str | None = None) -> dict[str, Any] | None:
-        """The most recently promoted policy for this market, or None."""
+    async def champion(
+        self, exchange: str | None = None, symbol: str | None = None, markets: Sequence[Sequence[str]] | None = None
+    ) -> dict[str, Any] | None:
+        """The most recently promoted policy for this market set (one market: `exchange`, `symbol`), or None."""
         rows = await self.db.fetch(
             "SELECT id, algo, metrics, checkpoint_uri FROM policies WHERE promoted_at IS NOT NULL"
-            " AND exchange IS NOT DISTINCT FROM $1 AND symbol IS NOT DISTINCT FROM $2"
-            " ORDER BY promoted_at DESC LIMIT 1",
-            exchange,
-            symbol,
+            " AND markets = $1::jsonb ORDER BY promoted_at DESC LIMIT 1",
+            markets_json(markets_of(exchange, symbol, markets)),
         )
         if not rows:
             return None
@@ -102,9 +141,16 @@ class PolicyRegistry:
         metrics: dict[str, Any],
         exchange: str | None = None,
         symbol: str | None = None,
+        markets: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Mark the trial promoted, then announce it (after the row is durable) as `<dir>#sha256=<hex>`:
-        the executor loads only weights that hash to what the registry recorded."""
+        the executor loads only weights that hash to what the registry recorded. The update names the
+        policy's market set (`markets`; and `exchange`/`symbol` when it is one market)."""
+        trades = markets_of(exchange, symbol, markets)
+        if len(trades) == 1:
+            exchange, symbol = trades[0]
+        elif trades:
+            exchange = symbol = None
         rows = await self.db.fetch(
             "UPDATE policies SET promoted_at = now(), weights_sha256 = coalesce(weights_sha256, $2)"
             " WHERE id = $1 RETURNING weights_sha256",
@@ -124,6 +170,7 @@ class PolicyRegistry:
                 exchange=exchange,
                 symbol=symbol,
                 metrics=numbers,
+                markets=list(trades),
             )
             await self.bus.publish(POLICY_UPDATES, update)
 
@@ -168,15 +215,34 @@ async def count(db: Database) -> int:
 
 
 LISTING = (
-    "SELECT id, algo, source, exchange, symbol, metrics, reason, checkpoint_uri, weights_sha256, created_at,"
-    " promoted_at, promoted_at IS NOT NULL AND promoted_at = max(promoted_at)"
-    " OVER (PARTITION BY exchange, symbol) AS current"
-    " FROM policies ORDER BY coalesce(promoted_at, created_at) DESC LIMIT $1"
+    "SELECT id, algo, source, exchange, symbol, markets, metrics, reason, checkpoint_uri, weights_sha256,"
+    " created_at, promoted_at FROM policies ORDER BY coalesce(promoted_at, created_at) DESC LIMIT $1"
 )
 
 
+async def promoted_per_market(db: Database | asyncpg.Connection) -> list[dict[str, Any]]:
+    """The book of policies that trade now, oldest promotion first: for each market set its latest promoted
+    policy, unless a later promotion trades one of its markets. Each row: id, algo, markets (a market set),
+    exchange, symbol, checkpoint_uri (with the weights' recorded sha256, `<dir>#sha256=<hex>`), promoted_at."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (markets) id, algo, markets, exchange, symbol, checkpoint_uri, weights_sha256,"
+        " promoted_at FROM policies WHERE promoted_at IS NOT NULL AND markets <> '[]'::jsonb"
+        " ORDER BY markets, promoted_at DESC"
+    )
+    book: list[dict[str, Any]] = []
+    taken: set[Market] = set()
+    for r in sorted(rows, key=lambda r: r["promoted_at"], reverse=True):  # the latest promotion wins a market
+        row = dict(r)
+        row["markets"] = parse_markets(row["markets"])
+        if taken.isdisjoint(row["markets"]):
+            taken.update(row["markets"])
+            row["checkpoint_uri"] = with_sha(row["checkpoint_uri"], row.pop("weights_sha256"))
+            book.append(row)
+    return book[::-1]
+
+
 def status(row: dict[str, Any]) -> str:
-    """promoted (trading now on its market), retired (promoted once, since replaced), rejected (judged and
+    """promoted (trading now on its markets), retired (promoted once, since replaced), rejected (judged and
     not promoted), candidate (not judged yet)."""
     if row["promoted_at"] is not None:
         return "promoted" if row["current"] else "retired"
@@ -187,11 +253,13 @@ async def listing(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     """The latest policies (promoted or created last first): id, algo, source, status, market, created,
     figures (metrics), reason."""
     out = []
+    trading = {r["id"] for r in await promoted_per_market(db)}
     for r in await db.fetch(LISTING, limit):
         row = dict(r)
         row["metrics"] = json.loads(row["metrics"]) if isinstance(row["metrics"], str) else row["metrics"]
+        row["current"] = row["id"] in trading
         row["status"] = status(row)
-        row["markets"] = [f"{row['exchange']}:{row['symbol']}"] if row["exchange"] else []
+        row["markets"] = [f"{e}:{s}" for e, s in parse_markets(row["markets"])]
         del row["current"]
         out.append(row)
     return out

@@ -12,9 +12,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
-from shared.bus import Consumer, Delivery, Publisher, RedisBus, connect_redis
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import BusSettings
 from shared.embedded import OPERATOR, REDIS_ROLES, EmbeddedRedis, role_passwords
+from shared.publisher import Publisher
 from shared.schemas import Trade, streams
 
 pytestmark = pytest.mark.integration
@@ -60,6 +61,7 @@ ALLOWED: dict[str, list[tuple[object, ...]]] = {
         ("SCAN", 0, "TYPE", "stream"),
         ("XINFO", "STREAM", streams.MD_STATUS),
         ("GET", streams.RISK_STATE),
+        ("TIME",),  # the streams view measures ages on the server's clock
     ],
     OPERATOR: [
         ("XADD", streams.RISK_CONTROL, "*", "d", "x"),
@@ -163,3 +165,11 @@ async def test_the_bus_runs_under_a_role_user(server: EmbeddedRedis) -> None:
         await asyncio.wait_for(task, 10)
         await publisher.close()
         await redis.aclose()
+
+
+async def test_the_dashboard_user_can_read_the_streams_view(clients: dict[str, Redis]) -> None:
+    """What the dashboard's streams page runs (shared.monitor.sample), under its read-only user."""
+    from shared import monitor
+
+    await clients[OPERATOR].xadd(streams.MD_STATUS, {"d": b"x"})
+    assert streams.MD_STATUS in await monitor.sample(clients["dashboard"])

@@ -108,8 +108,8 @@ async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
     market = compute_features(replace(bars, imbalance=None), **policy.feature_options)
     closed = len(market) - 1  # the last bar is still forming in the strategy
     expected = policy.positions(market, WARMUP, closed)
-    got = [level for _, _, level in strategy.decisions]
-    assert [bar_ts for _, bar_ts, _ in strategy.decisions] == market.ts[WARMUP:closed].tolist()
+    got = [level for _, _, _, level in strategy.decisions]
+    assert [bar_ts for _, bar_ts, _, _ in strategy.decisions] == market.ts[WARMUP:closed].tolist()
     np.testing.assert_array_equal(got, expected)
 
     # orders only when the level changes (as in the env), to level x notional at that bar's close
@@ -157,12 +157,14 @@ async def test_hot_swap_drops_no_tick(checkpoint: Path) -> None:
     for trade in trades[fed : fed + 600]:
         strategy.on_trade(trade)
         fed += 1
-    assert strategy.bars is not None
-    assert strategy.ticks == strategy.bars.trades == fed  # every tick reached the bars, none twice
-    names = [name for name, _, _ in strategy.decisions]
+    assert strategy.active is not None and strategy.active.policy_id == "new"
+    assert (
+        strategy.ticks == strategy.active.bars[("binance", "BTC/USDT")].trades == fed
+    )  # every tick reached the bars, none twice
+    names = [name for name, _, _, _ in strategy.decisions]
     assert "old" in names and "new" in names, (during, len(names))
     assert names == sorted(names, key=lambda n: n == "new")  # old decisions, then only new ones
-    bar_ts = [t for _, t, _ in strategy.decisions]
+    bar_ts = [t for _, t, _, _ in strategy.decisions]
     assert bar_ts == sorted(set(bar_ts))  # one decision per bar across the swap
 
 
@@ -230,7 +232,7 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
         while rl.ticks < len(trades) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert rl.ticks == len(trades)
-        longs = [level for _, _, level in rl.decisions if level > 0]
+        longs = [level for _, _, _, level in rl.decisions if level > 0]
         assert longs, "the policy never went long on these bars: no order to check"
         intents = []
         for _, fields in await redis.xrange(streams.ORDERS_INTENTS):

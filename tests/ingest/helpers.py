@@ -18,8 +18,9 @@ from services.ingest.connector import Connector
 from services.ingest.feed import BusSink
 from services.ingest.replay import ReplayServer
 from services.ingest.venues import get
-from shared.bus import Publisher, RedisBus
+from shared.bus import RedisBus
 from shared.config import BusSettings
+from shared.publisher import Publisher
 from shared.schemas import AnyMessage, BookUpdate, Status, Trade, decode, streams
 from shared.sections.ingest import IngestSettings
 

@@ -43,9 +43,9 @@ def test_normalize_reports_bad_lines_with_their_number_and_exits_0(tmp_path: Pat
     assert all(json.loads(line)["type"] in ("trade", "book", "status") for line in result.stdout.splitlines())
 
 
-def test_normalize_of_an_unreadable_file_exits_1(tmp_path: Path):
+def test_normalize_of_an_unreadable_file_exits_2(tmp_path: Path):
     result = CliRunner().invoke(cli, ["normalize", "--exchange", "binance", str(tmp_path / "missing.gz")])
-    assert result.exit_code == 1 and "no such file" in result.stderr
+    assert result.exit_code == 2 and "no such file" in result.stderr
 
 
 def test_normalize_uses_markets_file_for_unknown_symbols(tmp_path: Path):

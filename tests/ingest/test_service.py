@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from services.ingest.service import Ingest
-from shared.bus import Publisher, RedisBus
+from shared.bus import RedisBus
 from shared.config import Settings
+from shared.publisher import Publisher
 from shared.runtime import TaskFailed
 from shared.schemas import streams
 from tests.ingest.helpers import read_stream

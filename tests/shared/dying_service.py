@@ -12,8 +12,9 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from shared.bus import Publisher, RedisBus
+from shared.bus import RedisBus
 from shared.config import BusSettings, Settings
+from shared.publisher import Publisher
 from shared.runtime import ServiceTasks, run_service
 from shared.schemas import Trade
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus import Consumer, Delivery, Publisher, RedisBus
+from shared.bus import Consumer, Delivery, RedisBus
 from shared.config import BusSettings
+from shared.publisher import Publisher
 from shared.schemas import Trade, decode, streams
 
 pytestmark = pytest.mark.integration

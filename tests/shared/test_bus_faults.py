@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from shared.bus import Consumer, Delivery, Publisher, RedisBus, connect_redis
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import BusSettings
 from shared.embedded import EmbeddedRedis
 from shared.metrics import ServiceMetrics
+from shared.publisher import Publisher
 from shared.schemas import Trade, decode, streams
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.bus import Consumer, Delivery, Publisher, RedisBus, connect_redis
+from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import BusSettings
 from shared.embedded import EmbeddedRedis
+from shared.publisher import Publisher
 from shared.schemas import Trade
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ NO_SERVERS = {"REDIS_URL": None, "DATABASE_URL": None, "TRADEWIND_REDIS_URL": No
 def test_a_bad_setting_exits_2_naming_it():
     result = CliRunner().invoke(cli, ["config"], env={"TRADEWIND_BUS__MAXLEN": "lots"})
     assert result.exit_code == 2
-    assert result.output.startswith("tradewind: ") and "TRADEWIND_BUS__MAXLEN" in result.output
+    assert result.output.startswith("tradewind config: ") and "TRADEWIND_BUS__MAXLEN" in result.output
 
 
 def test_load_settings_or_exit_takes_overrides():

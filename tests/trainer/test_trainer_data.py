@@ -97,7 +97,7 @@ def test_empty_bars_repeat_last_close() -> None:
         (
             "bad2.csv",
             "date,open,high,low,close\n2020-01-01,1,2,x,1\n2020-01-02,1,2,1,1\n",
-            "column 'low' has a non-numeric",
+            "line 2: column 'low': expected a finite number",
         ),
         ("bad.json", "{not json", "expected JSON, parse error at line 1"),
         ("bad2.json", '{"a": 1}', "expected a freqtrade candle list"),

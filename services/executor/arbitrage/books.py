@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+
+MAX_PRICE = 1e12  # above any real market's price in any quote: a unit or parsing mistake
+MAX_AMOUNT = 1e15
 
 
 class BookFileError(ValueError):
@@ -67,16 +71,46 @@ def parse_book_line(line: str | bytes, where: str) -> tuple[str, Book]:
 
 
 def load_books(path: str | Path) -> dict[str, Book]:
-    """Read a JSON-lines books file (``.gz`` allowed); a later line for a symbol replaces an earlier one."""
+    """Read a JSON-lines books file (``.gz`` allowed): one snapshot, so one line per symbol.
+
+    A symbol given twice, a crossed book (best bid ≥ best ask), a book with no levels, and prices
+    above ``MAX_PRICE`` are errors naming the line: a scan of them would report nonsense returns.
+    """
     path = Path(path)
     books: dict[str, Book] = {}
+    seen: dict[str, int] = {}
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    symbol, book = parse_book_line(line, f"{path}:{lineno}")
-                    books[symbol] = book
-    except OSError as exc:
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                symbol, book = parse_book_line(line, where)
+                if symbol in seen:
+                    raise BookFileError(
+                        f"{where}: {symbol} given again (first on line {seen[symbol]}); one snapshot per symbol"
+                    )
+                _check_book(symbol, book, where)
+                seen[symbol] = lineno
+                books[symbol] = book
+    except EOFError:
+        raise BookFileError(f"{path}: the compressed file ends early (truncated?)") from None
+    except (OSError, zlib.error) as exc:
         raise BookFileError(f"{path}: cannot read books: {exc}") from None
+    if not books:
+        raise BookFileError(f'{path}: no books (expected JSON lines of {{"symbol", "bids", "asks"}})')
     return books
+
+
+def _check_book(symbol: str, book: Book, where: str) -> None:
+    if not book.bids and not book.asks:
+        raise BookFileError(f"{where}: {symbol} has no levels with an amount > 0 on either side")
+    for price, amount in (*book.bids, *book.asks):
+        if price > MAX_PRICE or amount > MAX_AMOUNT:
+            raise BookFileError(
+                f"{where}: {symbol} level [{price:g}, {amount:g}] is beyond any real market "
+                f"(price ≤ {MAX_PRICE:g}, amount ≤ {MAX_AMOUNT:g})"
+            )
+    if book.bids and book.asks and book.best_bid >= book.best_ask:
+        raise BookFileError(f"{where}: {symbol} is crossed: best bid {book.best_bid:g} ≥ best ask {book.best_ask:g}")

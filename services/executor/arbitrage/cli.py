@@ -70,7 +70,7 @@ def scan_command(
     as_json: bool,
 ) -> None:
     """Find profitable cycles in one snapshot of order books, best first."""
-    from shared.cli_support import load_settings_or_exit
+    from shared.cli_support import InputError, load_settings_or_exit
 
     settings = load_settings_or_exit().arbitrage
     fee = (settings.fee_bps if fee_bps is None else fee_bps) / 10_000
@@ -81,7 +81,7 @@ def scan_command(
         books = load_books(books_path)
         markets = load_markets(markets_path, fee) if markets_path else markets_from_symbols(sorted(books), fee)
     except (BookFileError, MarketFileError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise InputError(str(exc)) from None
     unknown = sorted(set(books) - {m.symbol for m in markets})
     if unknown:
         click.echo(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,9 @@ def load_markets(path: str | Path, default_taker_fee: float) -> list[Market]:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except EOFError:
+        raise MarketFileError(f"{path}: the compressed file ends early (truncated?)") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, zlib.error) as exc:
         raise MarketFileError(f"{path}: cannot read market list: {exc}") from None
     try:
         if isinstance(data, dict) and isinstance(data.get("symbols"), list):
@@ -64,7 +67,7 @@ def load_markets(path: str | Path, default_taker_fee: float) -> list[Market]:
         entries = list(data.values()) if isinstance(data, dict) else data
         if isinstance(entries, list) and entries and all(_is_ccxt_market(e) for e in entries):
             return _ccxt_markets(entries, default_taker_fee)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MarketFileError(f"{path}: malformed market entry: {exc!r}") from None
     raise MarketFileError(
         f"{path}: unrecognised market list: expected Binance exchangeInfo (an object with a 'symbols' "

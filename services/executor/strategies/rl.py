@@ -1,21 +1,27 @@
-"""The RL strategy: trade the promoted policy on the executor's market data.
+"""The RL strategy: trade the book of promoted policies on the executor's market data.
 
-It builds bars from `md:trades` exactly as the trainer did (same bar length and clock, from the
-policy's `tradewind.json`), and at each bar close computes the observation the policy was trained
-on (`shared.rl.env_config.observe`: features at that bar, the position held, its last-bar PnL),
-asks the RLModule for the target position and sends market orders that move the paper position
-there when the policy changes its target. A position of 1.0 is `rl_notional` of quote at the
-bar the position is taken; spot only unless `rl_allow_short`.
+The book holds one policy per market set (``strategies.book``): a single-market policy trades its
+market, a portfolio policy all of its markets, possibly on several venues. Each builds bars from
+`md:trades` exactly as the trainer did (same bar length and clock, from the policy's
+`tradewind.json`), and at each bar all its markets have closed gets target weights: a fraction of
+the capital the strategy gives that market's venue (``venue_capital``: at most `rl_notional` per
+venue and quote, and no more than what the strategy holds there plus the venue's free cash). Market
+orders move each market whose target changed there (as in the env, a held target is not rebalanced
+as prices drift); spot is long-only unless `rl_allow_short`.
+
+What the strategy holds is counted from fills (``strategies.holdings``): a rejected or partly filled
+order counts for what it filled. At start the holdings are restored from the stored fills before any
+policy loads, so a restart never buys twice.
 
 A policy is data: only its weights-only `actor.npz` is loaded (numpy, `allow_pickle=False`), only
 from under the policy directory (`executor.policy_dir`, default `trainer.policy_dir`), and only when
 its bytes hash to the sha256 the registry recorded at promotion (`<dir>#sha256=<hex>`, as
-`PolicyUpdate.checkpoint_uri` and `latest_promoted` give it); anything else is refused and logged.
+`PolicyUpdate.checkpoint_uri` and `promoted_per_market` give it); anything else is refused and logged.
 
-A new policy (a `PolicyUpdate`, or the latest promoted row at start) loads off the event loop and
-then replaces the active one in a single assignment: ticks that arrive while it loads keep going
-to the old policy, so none is dropped and no bar is built twice. What the strategy holds is restored
-from the stored orders before any policy loads, so a restart never buys twice.
+A new policy (a `PolicyUpdate`, or the book of promoted policies at start) loads off the event loop
+and then takes its market set's seat in one step: ticks that arrive while it loads keep going to the
+old policy, so none is dropped and no bar is built twice. A policy whose markets overlap another
+seat's replaces it (one policy trades a market at a time: the latest promoted).
 """
 
 from __future__ import annotations
@@ -24,84 +30,41 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
-import numpy as np
-
-from services.executor.store import ExecutorStore
+from services.executor.gateway import OPEN_STATUSES
+from services.executor.store import UNSENT_STATUSES, ExecutorStore
 from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
-from shared.rl.env_config import observe
-from shared.rl.features import WARMUP, compute_features
-from shared.rl.live_bars import LiveBars
+from services.executor.strategies.book import (
+    Decision,
+    Market,
+    PortfolioTrader,
+    Seat,
+    SingleMarketTrader,
+    Trader,
+    load_policy,
+    seat,
+)
+from services.executor.strategies.holdings import Holdings
 from shared.rl.policy import CheckpointPolicy, PolicyError
-from shared.rl.weights import load_weights_policy
-from shared.schemas import OrderIntent, PolicyUpdate, Trade, streams
+from shared.rl.portfolio import PortfolioPolicy
+from shared.schemas import OrderEvent, OrderIntent, PolicyUpdate, Trade, streams
 from shared.schemas.messages import MarginMode, Side
 from shared.sections.executor import ExecutorSettings
 from shared.storage import policies
 
 log = logging.getLogger(__name__)
 
-OPTIONAL_COLUMNS = ("half_spread", "imbalance", "cross_spread")
-TRADE_BAR_COLUMNS = frozenset({"imbalance"})  # the optional columns bars built from trades carry
 FUNDING_MARGIN = 1.01  # a buy needs its notional free plus room for the fee (the guard's fee buffer)
 DECISIONS_KEPT = 10_000
+TARGET_EPS = 1e-9  # a target that moved less than this is held, not traded
 
-Loader = Callable[[str], CheckpointPolicy]
-
-
-@dataclass(frozen=True)
-class ActivePolicy:
-    """A loaded policy with the market and bars it trades; swapped in as one reference."""
-
-    policy_id: str
-    policy: CheckpointPolicy
-    exchange: str
-    symbol: str
-    bar_seconds: float
-    receive_clock: bool
-    drop_columns: tuple[str, ...]  # optional bar columns the policy was trained without
-
-    @property
-    def bar_key(self) -> tuple[str, str, float, bool]:
-        return self.exchange, self.symbol, self.bar_seconds, self.receive_clock
-
-
-def activate(
-    policy: CheckpointPolicy,
-    policy_id: str,
-    exchange: str,
-    symbol: str,
-    bar_seconds: float | None = None,
-    bar_clock: str | None = None,
-) -> ActivePolicy:
-    """Check that live trade bars can feed `policy` and settle how they are built (the policy's bar
-    length and clock unless overridden)."""
-    names = set(policy.meta["feature_names"])
-    unavailable = sorted(c for c in OPTIONAL_COLUMNS if c in names and c not in TRADE_BAR_COLUMNS)
-    if unavailable:
-        raise PolicyError(f"{policy.path}: trained on {unavailable}, which bars built from trades do not carry")
-    seconds = bar_seconds or policy.meta.get("bar_seconds")
-    if not seconds:
-        raise PolicyError(
-            f"{policy.path}: {policy.meta.get('algo')} checkpoint has no bar_seconds in tradewind.json; "
-            "set TRADEWIND_EXECUTOR__RL_BAR_SECONDS"
-        )
-    return ActivePolicy(
-        policy_id,
-        policy,
-        exchange,
-        symbol,
-        float(seconds),
-        (bar_clock or policy.meta.get("bar_clock", "exchange")) == "receive",
-        tuple(c for c in OPTIONAL_COLUMNS if c not in names),
-    )
+Loader = Callable[[str], CheckpointPolicy | PortfolioPolicy]
 
 
 def build(ctx: StrategyContext) -> RLStrategy | None:
-    """The promoted policy's trader when ``executor.rl_enabled`` (default: in replay mode only)."""
+    """The book of promoted policies when ``executor.rl_enabled`` (default: in replay mode only)."""
     settings, cfg = ctx.settings, ctx.settings.executor
     if not (cfg.rl_enabled if cfg.rl_enabled is not None else settings.mode == "replay"):
         return None
@@ -109,11 +72,16 @@ def build(ctx: StrategyContext) -> RLStrategy | None:
     return RLStrategy(cfg, ctx.run_id, ctx.free_balance, bar_clock=bar_clock, store=ctx.store)
 
 
+def update_markets(update: PolicyUpdate) -> tuple[Market, ...]:
+    """The market set a policy update names (its `markets`, or its one exchange/symbol)."""
+    return policies.markets_of(update.exchange, update.symbol, update.markets)
+
+
 class RLStrategy(StrategyBase):
-    """One promoted policy trading one market on paper; idle until a policy is loaded."""
+    """The promoted policies trading their markets on paper; idle until a policy is loaded."""
 
     name = "rl"
-    feeds: ClassVar[frozenset[Feed]] = frozenset({"trade", "policy"})
+    feeds: ClassVar[frozenset[Feed]] = frozenset({"trade", "order_event", "policy"})
 
     def __init__(
         self,
@@ -127,143 +95,218 @@ class RLStrategy(StrategyBase):
         self.cfg = settings
         self.run_id = run_id
         self.free_balance = free_balance  # (venue, asset) -> free amount; None (or it returns None): unchecked
-        self.store = store  # held amounts and the promoted policy at start; None: start from nothing
-        self._restored = asyncio.Event()  # set once `held` is restored: no policy loads before
+        self.store = store  # holdings and the promoted book at start; None: start from nothing
+        self._restored = asyncio.Event()  # set once the holdings are restored: no policy loads before
         self._stopped = False
         root = settings.policy_dir or "var/policies"
-        self.loader = loader or (lambda uri: load_weights_policy(uri, root, require_sha=True))
+        self.loader: Loader = loader or (lambda uri: load_policy(uri, root))
         self.bar_clock = bar_clock  # overrides the policy's clock (receive time for looped replays)
-        self.active: ActivePolicy | None = None
-        self.bars: LiveBars | None = None
-        self.levels: dict[tuple[str, str], float] = {}  # the position last chosen: part of the observation
-        self.held: dict[tuple[str, str], float] = {}  # base amount this strategy holds (< 0: short)
-        self.decisions: deque[tuple[str, int, float]] = deque(maxlen=DECISIONS_KEPT)  # (policy, bar ts, level)
+        self.seats: dict[tuple[Market, ...], Seat] = {}  # market set -> its policy
+        self.by_market: dict[Market, Seat] = {}  # each traded market -> its seat
+        self.active: Seat | None = None  # the seat loaded last
+        self.holdings = Holdings()
+        self.targets: dict[Market, float] = {}  # the weight last chosen per market: part of the observation
+        self.prices: dict[Market, float] = {}  # the latest closed bar's close per traded market
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self.ticks = 0
+        self._undecided: set[str] = set()  # policies that failed to decide once (logged once)
         self._seq = itertools.count(1)
 
+    @property
+    def held(self) -> dict[Market, float]:
+        """Base amount held per market from fills (< 0: short)."""
+        return self.holdings.held
+
     async def start(self) -> list[OrderIntent]:
-        """Restore what this strategy holds, then trade the latest promoted policy unless an update came first."""
+        """Restore what this strategy holds, then trade the promoted book (a market set whose update came
+        first keeps that policy)."""
         if self.store is None:
             self._restored.set()
             return []
-        self.held.update(await self.store.held_by_strategy(self.name))  # before any policy trades
+        held = await self.store.held_by_strategy(self.name)  # before any policy trades
+        pending = await self.store.orders_in((*OPEN_STATUSES, *UNSENT_STATUSES, "unknown"))
+        self.holdings.restore(held, [o for o in pending if o.intent.strategy == self.name])
         self._restored.set()
-        row = await policies.latest_promoted(self.store.db)
-        if row is None:
+        book = await policies.promoted_per_market(self.store.db)
+        if not book:
             log.info("rl: no promoted policy yet; idle until one is published on %s", streams.POLICY_UPDATES)
-        elif self.active is None:
-            await self.load(row["checkpoint_uri"], row["id"], row["exchange"], row["symbol"])
+        for row in book:
+            await self.load(row["checkpoint_uri"], row["id"], markets=row["markets"], replace_others=False)
         return []
 
     async def on_policy(self, update: PolicyUpdate) -> list[OrderIntent]:
         await self._restored.wait()  # an update published while `start` restores waits for it
         if self._stopped:
             return []  # released by `stop`: what is held may be unknown, so nothing loads
-        await self.load(update.checkpoint_uri, update.policy_id, update.exchange, update.symbol)
+        await self.load(update.checkpoint_uri, update.policy_id, markets=update_markets(update))
+        return []
+
+    def on_order_event(self, event: OrderEvent) -> list[OrderIntent]:
+        self.holdings.on_event(event)  # this strategy's orders only; the rest are ignored
         return []
 
     async def stop(self) -> None:
         self._stopped = True
         self._restored.set()  # release an update waiting on a restore that failed
 
-    async def load(self, checkpoint_uri: str, policy_id: str, exchange: str | None, symbol: str | None) -> bool:
-        """Load a policy off the event loop, then swap it in; False (old policy kept) when it cannot be used."""
-        if not exchange or not symbol:
-            log.warning("rl: policy %s names no market (exchange/symbol); not loaded", policy_id)
-            return False
+    async def load(
+        self,
+        checkpoint_uri: str,
+        policy_id: str,
+        exchange: str | None = None,
+        symbol: str | None = None,
+        *,
+        markets: Sequence[Market] = (),
+        replace_others: bool = True,
+    ) -> bool:
+        """Load a policy off the event loop, then seat it; False (the book unchanged) when it cannot be used.
+
+        ``markets`` (or ``exchange``/``symbol``) is the market set the registry promoted it for; a portfolio
+        policy's own markets must be that set. With ``replace_others`` False (the book at start) it is not
+        seated over a seat that shares a market with it (an update that came first)."""
+        named = policies.markets_of(exchange, symbol, markets)
         try:
             policy = await asyncio.to_thread(self.loader, checkpoint_uri)
-            new = activate(policy, policy_id, exchange, symbol, self.cfg.rl_bar_seconds, self.bar_clock)
+            trader = self._trader(policy, policy_id, named)
+            clock = self.bar_clock or trader.bar_clock or "exchange"
+            receive, window = clock == "receive", self.cfg.rl_window_bars
+            new = seat(trader, policy_id, self.cfg.rl_bar_seconds, receive, window, self.seats)
         except (PolicyError, OSError, ValueError, KeyError) as exc:
-            log.error("rl: policy %s (%s) cannot be used, keeping the current one: %s", policy_id, checkpoint_uri, exc)
+            log.error("rl: policy %s (%s) cannot be used, keeping the book: %s", policy_id, checkpoint_uri, exc)
             return False
-        old = self.active
-        if old is None or old.bar_key != new.bar_key:
-            self.bars = LiveBars(new.bar_seconds, self.cfg.rl_window_bars)
+        # From here to the end, no await: the book changes in one step between two ticks.
+        displaced = {s.key: s for m in new.markets if (s := self.by_market.get(m)) is not None and s.key != new.key}
+        if displaced and not replace_others:
+            log.info("rl: policy %s not seated: a later policy trades %s", policy_id, sorted(displaced))
+            return False
+        old = self.seats.get(new.key)
+        for key, other in displaced.items():
+            del self.seats[key]
+            for m in other.markets:
+                self.by_market.pop(m, None)
+        self.seats[new.key] = new
+        for m in new.markets:
+            self.by_market[m] = new
         self.active = new
         log.info(
-            "rl: trading policy %s (%s) on %s %s with %gs bars (%s clock)%s",
+            "rl: trading policy %s (%s) on %s with %gs bars (%s clock)%s",
             policy_id,
-            new.policy.name,
-            exchange,
-            symbol,
+            trader.name,
+            ", ".join(f"{e} {s}" for e, s in new.markets),
             new.bar_seconds,
             "receive" if new.receive_clock else "exchange",
-            f", replacing {old.policy_id}" if old else "",
+            "".join(f", replacing {s.policy_id}" for s in ([old] if old else []) + list(displaced.values())),
         )
         return True
 
+    def _trader(self, policy: CheckpointPolicy | PortfolioPolicy, policy_id: str, named: tuple[Market, ...]) -> Trader:
+        if isinstance(policy, PortfolioPolicy):
+            if named and policies.market_set(policy.markets) != named:
+                raise PolicyError(f"{policy.path}: trained on {sorted(policy.markets)}, promoted for {list(named)}")
+            return PortfolioTrader(policy, policy_id, self.decisions)
+        if len(named) != 1:
+            raise PolicyError(f"{policy.path}: a single-market policy promoted for {list(named) or 'no market'}")
+        return SingleMarketTrader(policy, policy_id, named[0], self.cfg.rl_allow_short, self.targets, self.decisions)
+
     def on_trade(self, trade: Trade) -> list[OrderIntent]:
-        """Fold one trade into the bars; at a bar close, decide and return the orders to reach the target."""
-        active, bars = self.active, self.bars
-        if active is None or bars is None or trade.exchange != active.exchange or trade.symbol != active.symbol:
+        """Fold one trade into its policy's bars; at a bar all its markets closed, trade to the new targets."""
+        market = (trade.exchange, trade.symbol)
+        s = self.by_market.get(market)
+        if s is None:
             return []
         self.ticks += 1
+        bars = s.bars[market]
         before = bars.closed_total
-        bars.add(trade.recv_ts if active.receive_clock else trade.ts, trade.price, trade.amount, trade.side == "buy")
-        closed = bars.closed_total - before
-        if closed == 0 or len(bars) <= WARMUP:
+        bars.add(trade.recv_ts if s.receive_clock else trade.ts, trade.price, trade.amount, trade.side == "buy")
+        if bars.closed_total == before:
             return []
-        return self._decide(active, bars, closed, trade.recv_ts)
-
-    def _decide(self, active: ActivePolicy, bars: LiveBars, closed: int, now: int) -> list[OrderIntent]:
-        built = bars.bars()
-        if active.drop_columns:
-            dropped: dict[str, Any] = dict.fromkeys(active.drop_columns)
-            built = replace(built, **dropped)
-        market = compute_features(built, **active.policy.feature_options)
-        config = active.policy.env_config
-        key = (active.exchange, active.symbol)
-        level = previous = self.levels.get(key, 0.0)
-        last_return = market.last_return
-        for t in range(max(len(market) - closed, WARMUP), len(market)):
-            action = active.policy.act(observe(market.features[t], level, float(last_return[t]))[None, :])[0]
-            if config.continuous:
-                level = float(np.clip(action, config.min_position, 1.0))
-            else:
-                level = float(config.position_levels[int(action)])
-            if not self.cfg.rl_allow_short:
-                level = max(level, 0.0)
-            self.decisions.append((active.policy_id, int(market.ts[t]), level))
-        self.levels[key] = level
-        if level == previous:  # as in the env: a held level is not rebalanced as the price drifts
+        ready = s.aligned()
+        if ready is None:
             return []
-        return self._orders(key, level, float(market.close[-1]), now)
+        built, fresh = ready
+        for m, b in built.items():
+            self.prices[m] = float(b.close[-1])
+        try:
+            targets = s.trader.decide(built, fresh, self._weights(s))
+        except (PolicyError, ValueError) as exc:  # e.g. bars the policy cannot use yet: wait for more
+            level = logging.WARNING if s.policy_id not in self._undecided else logging.DEBUG  # once per policy
+            self._undecided.add(s.policy_id)
+            log.log(level, "rl: policy %s made no decision at this bar: %s", s.policy_id, exc)
+            return []
+        return self._rebalance(s, targets, trade.recv_ts)
 
-    def _orders(self, key: tuple[str, str], level: float, price: float, now: int) -> list[OrderIntent]:
-        """Market orders from the held amount to `level` x rl_notional: cover or sell spot first, then margin."""
+    def _weights(self, s: Seat) -> dict[Market, float]:
+        """The weights this strategy holds per market of a seat, from fills, of its venue's capital."""
+        out = {}
+        for m in s.markets:
+            capital = self.venue_capital(m[0], m[1].partition("/")[2], s)
+            price = self.prices.get(m)
+            out[m] = self.holdings.held.get(m, 0.0) * price / capital if price and capital > 0 else 0.0
+        return out
+
+    def venue_capital(self, venue: str, quote: str, s: Seat) -> float:
+        """What the strategy trades with on one venue, in one quote asset: its positions there (at the last
+        close) plus the venue's free cash, at most `rl_notional`; `rl_notional` when the cash is unknown."""
+        free = self.free_balance(venue, quote) if self.free_balance else None
+        if free is None:
+            return self.cfg.rl_notional
+        value = sum(
+            self.holdings.position(m) * self.prices.get(m, 0.0)
+            for m in s.markets
+            if m[0] == venue and m[1].partition("/")[2] == quote
+        )
+        return max(min(self.cfg.rl_notional, value + free), 0.0)
+
+    def _rebalance(self, s: Seat, targets: dict[Market, float], now: int) -> list[OrderIntent]:
+        """Orders that move each market whose target changed to target x its venue's capital: sells first,
+        so a venue's buys see the cash it has."""
+        moves: list[tuple[Market, float]] = []
+        for m in s.markets:
+            weight = targets.get(m, self.targets.get(m, 0.0))
+            if not self.cfg.rl_allow_short:  # shorts go through the venue's cross margin: only when allowed
+                weight = max(weight, 0.0)
+            previous = self.targets.get(m, 0.0)
+            self.targets[m] = weight
+            if abs(weight - previous) > TARGET_EPS:
+                capital = self.venue_capital(m[0], m[1].partition("/")[2], s)
+                moves.append((m, weight * capital / self.prices[m] - self.holdings.position(m)))
+        intents: list[OrderIntent] = []
+        for m, delta in sorted(moves, key=lambda move: move[1] > 0):
+            intents += self._orders(m, delta, self.prices[m], now)
+        return intents
+
+    def _orders(self, key: Market, delta: float, price: float, now: int) -> list[OrderIntent]:
+        """Market orders for a change of `delta` base: cover or sell spot first, then margin."""
         exchange, symbol = key
         quote = symbol.partition("/")[2]
-        held = self.held.get(key, 0.0)
-        delta = level * self.cfg.rl_notional / price - held
+        position = self.holdings.position(key)
         legs: list[tuple[Side, float, MarginMode | None]] = []
         if delta > 0:
-            cover = min(delta, max(-held, 0.0))
+            cover = min(delta, max(-position, 0.0))
             buy = delta - cover
             free = self.free_balance(exchange, quote) if buy > 0 and self.free_balance else None
             if free is not None:
                 buy = min(buy, free / (price * FUNDING_MARGIN))
             legs += [("buy", cover, "cross"), ("buy", buy, None)]
         elif delta < 0:
-            spot = min(-delta, max(held, 0.0))
+            spot = min(-delta, max(position, 0.0))
             legs += [("sell", spot, None), ("sell", -delta - spot, "cross")]
         intents = []
         for side, amount, margin in legs:
             amount = float(f"{amount:.6g}")
             if amount * price < max(self.cfg.rl_min_order, 1e-12):
                 continue
-            self.held[key] = held = held + (amount if side == "buy" else -amount)
-            intents.append(
-                OrderIntent(
-                    f"{self.name}-{self.run_id}-{next(self._seq)}",
-                    exchange,
-                    symbol,
-                    side,
-                    "market",
-                    amount,
-                    now,
-                    strategy=self.name,
-                    margin_mode=margin,
-                )
+            intent = OrderIntent(
+                f"{self.name}-{self.run_id}-{next(self._seq)}",
+                exchange,
+                symbol,
+                side,
+                "market",
+                amount,
+                now,
+                strategy=self.name,
+                margin_mode=margin,
             )
+            self.holdings.sent(intent)  # in flight until its reports say what it filled
+            intents.append(intent)
         return intents

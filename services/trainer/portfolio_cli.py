@@ -1,0 +1,118 @@
+"""`tradewind train --data DIR` and `tradewind backtest --data DIR`: one portfolio policy over every market in DIR."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from services.trainer.data import DataError
+from services.trainer.market_dir import load_market_dir
+from shared.cli_support import InputError, RuntimeFailure
+
+
+def train_dir(
+    algo: str,
+    data_path: str,
+    out_dir: str | None,
+    timesteps: int,
+    seed: int,
+    gpus: float,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    address: str | None,
+    policy_dir: str,
+) -> None:
+    """Train one portfolio policy over the markets of DIR; print ONE JSON line of metrics."""
+    from services.trainer.config_check import check_config
+    from services.trainer.portfolio_training import portfolio_config_from, train_portfolio
+    from services.trainer.training import RayUnavailable, TrainingError, load_config, ray_session
+
+    try:
+        markets, bars = load_market_dir(data_path)
+        config = load_config(algo, config_path, overrides)
+        check_config(algo, {k: v for k, v in config.items() if k != "portfolio"})
+        portfolio_config_from(config, algo)
+    except (DataError, TrainingError) as exc:
+        raise InputError(str(exc)) from None
+    out = Path(out_dir or Path(policy_dir) / f"{algo}-{Path(data_path).resolve().name}-s{seed}")
+    with contextlib.ExitStack() as stack:
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                where = stack.enter_context(ray_session(address=address))
+        except RayUnavailable as exc:
+            raise RuntimeFailure(str(exc)) from None
+        with click.progressbar(length=timesteps, label=f"training {algo} portfolio", file=sys.stderr) as bar:
+            shown = 0
+
+            def progress(done: int, total: int) -> None:
+                nonlocal shown
+                bar.update(done - shown)
+                shown = done
+
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    result = train_portfolio(
+                        bars, markets, algo, out, timesteps, seed, gpus, config, str(data_path), progress
+                    )
+            except (TrainingError, ValueError) as exc:
+                raise InputError(str(exc)) from None
+    click.echo(json.dumps({**result.metrics, **where}))
+
+
+def backtest_dir(data_path: str, policy_spec: str, as_json: bool, policy_dir: str, settings: Any) -> None:
+    """Out-of-sample backtest of a portfolio policy (or `baseline:NAME`) on the markets of DIR."""
+    from services.trainer.portfolio_eval import evaluate
+    from shared.rl.costs import CostModel, FeeTier
+    from shared.rl.features import WARMUP
+    from shared.rl.policy import PolicyError
+    from shared.rl.portfolio import PortfolioConfig, PortfolioPolicy, build_portfolio_data, load_portfolio_policy
+
+    try:
+        markets, bars = load_market_dir(data_path)
+        policy: PortfolioPolicy | str
+        if policy_spec.startswith("baseline:"):
+            policy = policy_spec
+            t = settings.trainer
+            cost = CostModel(
+                tiers=(FeeTier(0.0, t.fee_taker, t.fee_taker),), half_spread=t.half_spread, impact=t.impact
+            )
+            config = PortfolioConfig(cost=cost)
+            options: dict[str, Any] = {"time_features": "none"}
+        else:
+            policy = load_portfolio_policy(policy_spec, policy_dir)
+            config, options = policy.config, policy.feature_options
+            if policy.markets != markets:
+                raise PolicyError(f"{policy_spec}: trained on markets {policy.markets}, {data_path} holds {markets}")
+        data = build_portfolio_data(
+            bars,
+            markets,
+            time_features=str(options.get("time_features", "day")),
+            lags=config.lags,
+            funding_rate_8h=config.funding_rate_8h,
+        )
+    except (DataError, PolicyError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    start = min(WARMUP + max(config.lags, default=0), len(data) // 4)
+    if isinstance(policy, PortfolioPolicy):
+        trained_to = int(policy.meta["validation_to_ns"])
+        if data.ts[0] <= trained_to:  # only bars after what it was trained and selected on
+            start = max(start, int(data.ts.searchsorted(trained_to, side="right")))
+    stop = len(data) - 1
+    if stop - start < 30:
+        raise InputError(f"{data_path}: {max(stop - start, 0)} out-of-sample bars; a backtest needs at least 30")
+    try:
+        report = evaluate(policy, data, start, stop, config)
+    except ValueError as exc:
+        raise InputError(f"{data_path}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    keys = ("total_return", "sharpe", "max_drawdown", "turnover", "trades", "fees")
+    click.echo(f"{report['policy']} on {', '.join(report['markets'])}: out-of-sample, after costs")
+    for name, m in {"policy": report, **report["baselines"]}.items():
+        click.echo(f"  {name:20s} " + "  ".join(f"{k}={m[k]:.4g}" for k in keys))

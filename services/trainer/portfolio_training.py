@@ -1,0 +1,182 @@
+"""RLlib training of one portfolio policy over N markets (PPO/APPO: Box weights; DQN: joint Discrete).
+
+The same config files as single-market training (`configs/<algo>.toml`), plus an optional
+`[portfolio]` section: `spot_margin`, `borrow_rate_annual`, `funding_rate_8h`, `lags`. The
+checkpoint directory gets `tradewind.json` with `markets` (action order) and everything
+`shared.rl.portfolio.PortfolioPolicy` needs to rebuild observations online, and `actor.npz`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.trainer.errors import TrainingError
+from services.trainer.portfolio_env import PortfolioEnv
+from services.trainer.portfolio_eval import evaluate
+from services.trainer.splits import Split
+from services.trainer.training import (
+    TrainResult,
+    build_algorithm_config,
+    cost_model_from,
+    feature_options,
+    load_config,
+    ray_session,
+)
+from shared.rl.bars import Bars
+from shared.rl.features import WARMUP
+from shared.rl.policy import ALGORITHM_DIR, META_FILE
+from shared.rl.portfolio import (
+    Market,
+    PortfolioConfig,
+    PortfolioData,
+    build_portfolio_data,
+    joint_size,
+    load_portfolio_policy,
+    observation_size,
+)
+from shared.rl.weights import WEIGHTS_FILE, encode_weights, numpy_net, sha256_bytes
+
+
+class RLlibPortfolioEnv(PortfolioEnv):
+    """`PortfolioEnv` built from RLlib's env_config dict (keys `data`, `config`)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config["data"], config["config"])
+
+
+def portfolio_config_from(config: dict[str, Any], algo: str) -> PortfolioConfig:
+    env = config.get("env", {})
+    extra = dict(config.get("portfolio", {}))
+    if "lags" in extra:
+        extra["lags"] = tuple(int(x) for x in extra["lags"])
+    try:
+        return PortfolioConfig(
+            levels=tuple(float(x) for x in env.get("levels", (-1.0, 0.0, 1.0))),
+            continuous=algo != "dqn",
+            episode_len=int(env.get("episode_len", 1024)),
+            reward_scale=float(env.get("reward_scale", 100.0)),
+            cost=cost_model_from(config),
+            **extra,
+        )
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"[portfolio] section: {exc}") from exc
+
+
+def portfolio_data(bars: list[Bars], markets: list[Market], config: dict[str, Any], algo: str) -> PortfolioData:
+    pcfg = portfolio_config_from(config, algo)
+    try:
+        return build_portfolio_data(
+            bars,
+            markets,
+            time_features=feature_options(config)["time_features"],
+            lags=pcfg.lags,
+            funding_rate_8h=pcfg.funding_rate_8h,
+        )
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def export_portfolio_weights(out: Path, module: Any, meta: dict[str, Any], data: PortfolioData) -> str:
+    """Write `actor.npz` for the portfolio policy from its RLModule; return its sha256."""
+    n = data.n_markets
+    pcfg = PortfolioConfig.from_dict(meta["env"])
+    action_space: dict[str, Any] = (
+        {"type": "box", "shape": [n], "low": -1.0, "high": 1.0}
+        if pcfg.continuous
+        else {"type": "discrete", "n": joint_size(n, pcfg), "levels": list(pcfg.levels), "markets": n}
+    )
+    blob = encode_weights(numpy_net(module), meta, observation_size(data), action_space)
+    tmp = out / f".{WEIGHTS_FILE}.tmp"
+    tmp.write_bytes(blob)
+    tmp.replace(out / WEIGHTS_FILE)
+    return sha256_bytes(blob)
+
+
+def train_portfolio(
+    bars: list[Bars],
+    markets: list[Market],
+    algo: str,
+    out_dir: str | Path,
+    timesteps: int = 50_000,
+    seed: int = 0,
+    gpus: float = 0.0,
+    config: dict[str, Any] | None = None,
+    data_label: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
+    """Train one policy over all `markets` on the training split; save, export, evaluate on the test split."""
+    config = config or load_config(algo)
+    data = portfolio_data(bars, markets, config, algo)
+    split_cfg = config.get("split", {})
+    split = Split.by_fractions(len(data), float(split_cfg.get("train", 0.6)), float(split_cfg.get("validation", 0.2)))
+    pcfg = portfolio_config_from(config, algo)
+    if not pcfg.continuous:
+        joint_size(len(markets), pcfg)  # N <= 4 for a joint discrete action
+    env_cfg = {"data": data, "config": pcfg.with_range(0, split.train_end)}
+    algo_config = build_algorithm_config(algo, config, None, env_cfg, seed, gpus, env=RLlibPortfolioEnv)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "algo": algo,
+        "seed": seed,
+        "data": data_label,
+        "markets": [{"exchange": ex, "symbol": sym} for ex, sym in markets],
+        "bar_seconds": data.bar_seconds,
+        "bar_clock": "exchange",
+        "feature_names": list(data.names),
+        "features": feature_options(config),
+        "env": pcfg.to_dict(),
+        "warmup_bars": WARMUP + max(pcfg.lags, default=0) + 1,
+        "config": config,
+        "split": asdict(split),
+        "train_from_ns": int(data.ts[0]),
+        "train_to_ns": int(data.ts[split.train_end - 1]),
+        "validation_to_ns": int(data.ts[split.validation_end - 1]),
+    }
+    started = time.perf_counter()
+    sampled, iterations = 0, 0
+    last: dict[str, Any] = {}
+    with ray_session():
+        algorithm = algo_config.build_algo()
+        try:
+            while sampled < timesteps:
+                last = algorithm.train()
+                iterations += 1
+                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
+                if progress is not None:
+                    progress(min(sampled, timesteps), timesteps)
+            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
+            meta["timesteps"] = sampled
+            (out / META_FILE).write_text(json.dumps(meta, indent=2))
+            meta["weights_sha256"] = export_portfolio_weights(out, algorithm.get_module(), meta, data)
+        finally:
+            algorithm.stop()
+    train_s = time.perf_counter() - started
+    policy = load_portfolio_policy(out, None)
+    metrics: dict[str, Any] = {
+        "algo": algo,
+        "checkpoint": str(out),
+        "markets": [f"{ex}:{sym}" for ex, sym in markets],
+        "timesteps": sampled,
+        "iterations": iterations,
+        "train_s": round(train_s, 2),
+        "episode_return_mean": last.get("env_runners", {}).get("episode_return_mean"),
+        "validation": evaluate(policy, data, split.train_end, split.validation_end, pcfg),
+        "test": evaluate(policy, data, split.validation_end, len(data) - 1, pcfg),
+    }
+    meta["metrics"] = metrics
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, default=_plain))
+    return TrainResult(out, metrics)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
