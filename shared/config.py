@@ -8,7 +8,9 @@ Nested settings use ``__`` in the environment: ``TRADEWIND_BUS__MAXLEN=100000``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +21,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from shared.sections.arbitrage import ArbitrageSettings
 from shared.sections.base import Section
@@ -227,5 +230,27 @@ def load_settings(**overrides: Any) -> Settings:
                 lines.append(f"{name} ({dotted}): {err['msg']}; got {shown}")
         source = f" (config file {config_file})" if config_file else ""
         raise ConfigError("invalid settings" + source + ":\n  " + "\n  ".join(lines)) from None
+    except SettingsError as exc:  # a list or table setting in the environment that is not JSON
+        raise ConfigError(env_parse_error(str(exc), dict(os.environ))) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"{ENV_PREFIX}CONFIG: cannot read {config_file!r}: {exc}") from None
+
+
+def env_parse_error(message: str, environ: dict[str, str]) -> str:
+    """Name the variables behind pydantic-settings' 'error parsing value for field X': list and table
+    settings take JSON, and a plain value there (``BTC/USDT``) is the usual mistake."""
+    match = re.search(r'field "([^"]+)"', message)
+    section = match.group(1) if match else ""
+    prefix = f"{ENV_PREFIX}{section.upper()}__"
+    suspects = []
+    for name, value in sorted(environ.items()):
+        if name.upper().startswith(prefix):
+            try:
+                json.loads(value)
+            except ValueError:
+                suspects.append(name)
+    where = ", ".join(suspects) or f"{prefix}..."
+    return (
+        f"{where}: cannot parse the value as JSON (list and table settings take JSON, e.g. "
+        f"{suspects[0] if suspects else prefix + 'X'}='[\"BTC/USDT\"]')"
+    )

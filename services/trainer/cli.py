@@ -40,7 +40,9 @@ def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | N
     type=click.Path(),
     required=True,
     help="candles (CSV, Binance klines, freqtrade JSON/feather, parquet) or trades; or a DIR of "
-    "<exchange>__<BASE>-<QUOTE>.csv files (same timestamps): one portfolio policy over all of them",
+    "<exchange>__<BASE>-<QUOTE>.csv files (same timestamps): one portfolio policy over all of them; "
+    "a perpetual's <exchange>__<BASE>-<QUOTE>.funding.csv (date,rate per 8h) gives its recorded funding, "
+    "else it pays [portfolio] funding_rate_8h (the JSON's `funding` says which)",
 )
 @click.option("--timesteps", type=click.IntRange(min=1), default=50_000, show_default=True, help="env steps to sample")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -195,7 +197,8 @@ def _train(
     "data_path",
     type=click.Path(),
     required=True,
-    help="candle or trade file; or a DIR of <exchange>__<BASE>-<QUOTE>.csv files (a portfolio policy)",
+    help="candle or trade file; or a DIR of <exchange>__<BASE>-<QUOTE>.csv files (a portfolio policy; "
+    "recorded funding from <exchange>__<BASE>-<QUOTE>.funding.csv, else the policy's constant: see `funding`)",
 )
 @click.option(
     "--policy",

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from services.trainer.data import DataError
-from services.trainer.market_dir import load_market_dir
+from services.trainer.market_dir import load_market_dir, load_market_funding
 from shared.cli_support import InputError, RuntimeFailure
 
 
@@ -36,7 +36,8 @@ def train_dir(
         markets, bars = load_market_dir(data_path)
         config = load_config(algo, config_path, overrides)
         check_config(algo, {k: v for k, v in config.items() if k != "portfolio"})
-        portfolio_config_from(config, algo)
+        pcfg = portfolio_config_from(config, algo)
+        funding, sources = load_market_funding(data_path, markets, bars, pcfg.funding_rate_8h)
     except (DataError, TrainingError) as exc:
         raise InputError(str(exc)) from None
     out = Path(out_dir or Path(policy_dir) / f"{algo}-{Path(data_path).resolve().name}-s{seed}")
@@ -57,7 +58,18 @@ def train_dir(
             try:
                 with contextlib.redirect_stdout(sys.stderr):
                     result = train_portfolio(
-                        bars, markets, algo, out, timesteps, seed, gpus, config, str(data_path), progress
+                        bars,
+                        markets,
+                        algo,
+                        out,
+                        timesteps,
+                        seed,
+                        gpus,
+                        config,
+                        str(data_path),
+                        progress,
+                        funding=funding,
+                        funding_sources=sources,
                     )
             except (TrainingError, ValueError) as exc:
                 raise InputError(str(exc)) from None
@@ -88,12 +100,14 @@ def backtest_dir(data_path: str, policy_spec: str, as_json: bool, policy_dir: st
             config, options = policy.config, policy.feature_options
             if policy.markets != markets:
                 raise PolicyError(f"{policy_spec}: trained on markets {policy.markets}, {data_path} holds {markets}")
+        funding, sources = load_market_funding(data_path, markets, bars, config.funding_rate_8h)
         data = build_portfolio_data(
             bars,
             markets,
             time_features=str(options.get("time_features", "day")),
             lags=config.lags,
             funding_rate_8h=config.funding_rate_8h,
+            funding=funding,
         )
     except (DataError, PolicyError, ValueError) as exc:
         raise InputError(str(exc)) from None
@@ -109,6 +123,7 @@ def backtest_dir(data_path: str, policy_spec: str, as_json: bool, policy_dir: st
         report = evaluate(policy, data, start, stop, config)
     except ValueError as exc:
         raise InputError(f"{data_path}: {exc}") from None
+    report["funding"] = sources  # per perpetual: recorded file or the stated constant
     if as_json:
         click.echo(json.dumps(report))
         return
@@ -116,3 +131,5 @@ def backtest_dir(data_path: str, policy_spec: str, as_json: bool, policy_dir: st
     click.echo(f"{report['policy']} on {', '.join(report['markets'])}: out-of-sample, after costs")
     for name, m in {"policy": report, **report["baselines"]}.items():
         click.echo(f"  {name:20s} " + "  ".join(f"{k}={m[k]:.4g}" for k in keys))
+    for market, source in sources.items():
+        click.echo(f"  funding {market}: {source}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from services.trainer.errors import TrainingError
 from services.trainer.portfolio_env import PortfolioEnv
@@ -69,7 +70,14 @@ def portfolio_config_from(config: dict[str, Any], algo: str) -> PortfolioConfig:
         raise TrainingError(f"[portfolio] section: {exc}") from exc
 
 
-def portfolio_data(bars: list[Bars], markets: list[Market], config: dict[str, Any], algo: str) -> PortfolioData:
+def portfolio_data(
+    bars: list[Bars],
+    markets: list[Market],
+    config: dict[str, Any],
+    algo: str,
+    funding: Mapping[Market, NDArray[np.float64]] | None = None,
+) -> PortfolioData:
+    """The portfolio features and prices; `funding`: recorded per-bar funding of some perpetuals."""
     pcfg = portfolio_config_from(config, algo)
     try:
         return build_portfolio_data(
@@ -78,6 +86,7 @@ def portfolio_data(bars: list[Bars], markets: list[Market], config: dict[str, An
             time_features=feature_options(config)["time_features"],
             lags=pcfg.lags,
             funding_rate_8h=pcfg.funding_rate_8h,
+            funding=funding,
         )
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
@@ -110,10 +119,16 @@ def train_portfolio(
     config: dict[str, Any] | None = None,
     data_label: str = "",
     progress: Callable[[int, int], None] | None = None,
+    funding: Mapping[Market, NDArray[np.float64]] | None = None,
+    funding_sources: Mapping[str, str] | None = None,
 ) -> TrainResult:
-    """Train one policy over all `markets` on the training split; save, export, evaluate on the test split."""
+    """Train one policy over all `markets` on the training split; save, export, evaluate on the test split.
+
+    `funding`: recorded per-bar funding fractions for some perpetuals (`market_dir.load_market_funding`);
+    `funding_sources` (market label -> where its funding came from) goes into the metrics as `funding`.
+    """
     config = config or load_config(algo)
-    data = portfolio_data(bars, markets, config, algo)
+    data = portfolio_data(bars, markets, config, algo, funding)
     split_cfg = config.get("split", {})
     split = Split.by_fractions(len(data), float(split_cfg.get("train", 0.6)), float(split_cfg.get("validation", 0.2)))
     pcfg = portfolio_config_from(config, algo)
@@ -168,6 +183,7 @@ def train_portfolio(
         "iterations": iterations,
         "train_s": round(train_s, 2),
         "episode_return_mean": last.get("env_runners", {}).get("episode_return_mean"),
+        "funding": dict(funding_sources or {}),
         "validation": evaluate(policy, data, split.train_end, split.validation_end, pcfg),
         "test": evaluate(policy, data, split.validation_end, len(data) - 1, pcfg),
     }

@@ -343,3 +343,10 @@ def test_a_missing_input_file_exits_2_everywhere(argv: list[str], name: str, tmp
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     result = run(["--debug", "arb", "scan", "--books", str(books_file(tmp_path))], tmp_path)
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_a_list_setting_given_as_plain_text_names_its_variable(tmp_path: Path) -> None:
+    var = "TRADEWIND_INGEST__VENUES__BINANCE__SYMBOLS"
+    result = run(["config"], tmp_path, **{var: "BTC/USDT"})
+    line = one_line(result, 2, "tradewind config", var, "JSON")
+    assert "TRADEWIND_CONFIG" not in line
