@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,6 +35,13 @@ async def events_on_stream(redis, n: int, timeout: float = 15.0) -> list[OrderEv
         if len(events) >= n or time.monotonic() > deadline:
             return events
         await asyncio.sleep(0.05)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.integration
@@ -75,16 +83,16 @@ async def test_checks_halt_duplicates_and_status(isolated: tuple[str, str]) -> N
         ]
 
         await xadd(redis, RiskControl("halt", time.time_ns()))
-        await asyncio.sleep(0.3)
+        await until(lambda: bool(executor.guard.halted))
         await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(intent("halted-1", 0.01))})
         halted = await events_on_stream(redis, 4)
         assert ("halted-1", "rejected", "risk.halted") in [(e.client_order_id, e.status, e.reason) for e in halted]
         await xadd(redis, RiskControl("resume", time.time_ns()))
-        await asyncio.sleep(0.3)
+        await until(lambda: not executor.guard.halted)
         await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(intent("ok-2", 0.015))})
         resumed = await events_on_stream(redis, 6)
         assert ("ok-2", "filled") in [(e.client_order_id, e.status) for e in resumed]
-        await asyncio.sleep(0.2)
+        await until(lambda: not executor._unstored)  # every report stored before the stop
     finally:
         executor.stop()
         await task

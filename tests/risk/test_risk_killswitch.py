@@ -62,7 +62,7 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
     consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
     task = asyncio.create_task(consumer.run())
     try:
-        await asyncio.sleep(0.1)  # the group exists before anything is published
+        await asyncio.wait_for(consumer.ready.wait(), 10)  # the group exists before anything is published
         env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **CLI_ENV}
         result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
         assert result.exit_code == 0, result.output
@@ -105,7 +105,7 @@ async def test_executor_halts_when_risk_goes_silent(
     stopping = asyncio.Event()
     service_task: asyncio.Task[None] | None = None
     try:
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(consumer.ready.wait(), 10)
         service_task = asyncio.create_task(risk_service.run(settings, stopping))
         await until(lambda: sum(c.action == "heartbeat" for c in controls) >= 3)
         await asyncio.sleep(0.5)  # longer than the timeout: heartbeats keep the guard open
