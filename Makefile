@@ -9,11 +9,11 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow chaos wheel-check ci bench lint up down clean help
+.PHONY: install run portfolio-demo test test-slow chaos wheel-check ci bench lint up down clean help
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ install: $(VENV)/.installed  ## create .venv and install everything (torch CPU b
 
 run: install  ## start the whole stack in replay mode (embedded Redis + PostgreSQL); Ctrl-C stops it
 	$(BIN)/tradewind up --mode replay
+
+PORTFOLIO_DEMO ?= var/policies/portfolio-demo
+portfolio-demo: install  ## while `make run` runs: train a portfolio policy on the replay sample (tiny budget) and promote it by hand
+	$(BIN)/python -m services.trainer.portfolio_demo var/portfolio-demo-data
+	$(BIN)/tradewind train --algo ppo --data var/portfolio-demo-data --out $(PORTFOLIO_DEMO) --timesteps 256 --seed 0 \
+		--set training.train_batch_size_per_learner=256 --set training.minibatch_size=64 \
+		--set training.num_epochs=1 --set env.episode_len=64
+	$(BIN)/tradewind policy promote $(PORTFOLIO_DEMO)
 
 test: install  ## the test suite except tests marked slow (embedded Redis + PostgreSQL unless REDIS_URL / DATABASE_URL are set)
 	$(BIN)/python -m pytest -q -m "not slow and not chaos" $(PYTEST_ARGS)

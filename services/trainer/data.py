@@ -139,6 +139,8 @@ def _to_ns(column: pd.Series, where: str, row: RowName | None = None) -> NDArray
             i = int(bad[0])
             raise DataError(f"{where}: {row(i)}: expected a date or epoch number, found {column.iloc[i]!r}")
         scale = np.where(raw > 1e17, 1, np.where(raw > 1e14, 1e3, np.where(raw > 1e11, 1e6, 1e9)))
+        if pd.api.types.is_integer_dtype(column):  # exact: float64 ns of today's dates are off by up to 128 ns
+            return column.to_numpy(dtype=np.int64) * scale.astype(np.int64)
         return (raw * scale).astype(np.int64)
     if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(column):
         return _datetimes_to_ns(pd.to_datetime(column, utc=True))
