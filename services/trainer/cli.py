@@ -38,7 +38,7 @@ def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | N
     "--data",
     "data_path",
     type=click.Path(),
-    required=True,
+    default=None,
     help="candles (CSV, Binance klines, freqtrade JSON/feather, parquet) or trades; or a DIR of "
     "<exchange>__<BASE>-<QUOTE>.csv files (same timestamps): one portfolio policy over all of them; "
     "a perpetual's <exchange>__<BASE>-<QUOTE>.funding.csv (date,rate per 8h) gives its recorded funding, "
@@ -68,7 +68,19 @@ def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | N
     metavar="SECTION.KEY=VALUE",
     help="override one setting, e.g. --set training.lr=1e-4 --set env.reward=dsr",
 )
-@click.option("--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when DATA holds trades")
+@click.option(
+    "--market",
+    "markets",
+    multiple=True,
+    metavar="EXCHANGE:BASE/QUOTE",
+    help="instead of --data: bars from the trades table (DATABASE_URL or a running stack); repeat it for a "
+    "portfolio policy over several markets, aligned by time",
+)
+@click.option("--since", type=click.DateTime(), default=None, help="with --market: first trade time (UTC)")
+@click.option("--until", type=click.DateTime(), default=None, help="with --market: trades before this time (UTC)")
+@click.option(
+    "--bar-seconds", type=float, default=60.0, show_default=True, help="bar length when the data holds trades"
+)
 @click.option(
     "--folds",
     type=int,
@@ -84,7 +96,10 @@ def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | N
 )
 def train(
     algo: str,
-    data_path: str,
+    data_path: str | None,
+    markets: tuple[str, ...],
+    since: Any,
+    until: Any,
     timesteps: int,
     seed: int,
     out_dir: str | None,
@@ -109,6 +124,23 @@ def train(
     from shared.cli_support import load_settings_or_exit
 
     settings = load_settings_or_exit()
+    if (data_path is None) == (not markets):
+        _fail("expected --data PATH or --market EXCHANGE:BASE/QUOTE (repeatable), exactly one of them")
+    db_bars = None
+    if markets:  # bars from the trades table
+        from services.trainer.portfolio_cli import bars_from_database, train_markets
+
+        found, db_bars = bars_from_database(settings, markets, bar_seconds, since, until)
+        data_path = "trades:" + "+".join(f"{e}:{s}" for e, s in found)
+        stem = "-".join(e for e, _ in found) + f"-{found[0][1].replace('/', '-')}"
+        out_dir = out_dir or str(Path(settings.trainer.policy_dir) / f"{algo}-{stem}-s{seed}")
+        if len(found) > 1:
+            gpus = settings.trainer.gpus if gpus is None else gpus
+            train_markets(
+                algo, found, db_bars, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address
+            )
+            return
+    assert data_path is not None
     if Path(data_path).is_dir():  # one portfolio policy over every market in the directory
         from services.trainer.portfolio_cli import train_dir
 
@@ -117,7 +149,7 @@ def train(
         train_dir(algo, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address, policy_dir)
         return
     try:
-        bars = load_bars(data_path, bar_seconds)
+        bars = db_bars[0] if db_bars else load_bars(data_path, bar_seconds)
         config = load_config(algo, config_path, overrides)
         check_config(algo, config)
     except (DataError, TrainingError) as exc:

@@ -345,7 +345,8 @@ async def load_bars_from_db(
         end,
     )
     if not rows:
-        raise DataError(f"trades table: no trades for {exchange} {symbol} between {start} and {end}")
+        window = f"between {start or 'the first recorded trade'} and {end or 'now'}"
+        raise DataError(f"trades table: no trades for {exchange} {symbol} {window}; expected at least one")
     ts = np.array([int(r["ts"].timestamp() * 1e6) * 1000 for r in rows], dtype=np.int64)
     price = np.array([r["price"] for r in rows], dtype=np.float64)
     amount = np.array([r["amount"] for r in rows], dtype=np.float64)

@@ -1,4 +1,5 @@
-"""A directory of markets: one OHLCV CSV per market named `<exchange>__<BASE>-<QUOTE>.csv`, same timestamps.
+"""Several markets' bars at the same times: a directory of OHLCV CSVs named `<exchange>__<BASE>-<QUOTE>.csv`
+(same timestamps), or the `trades` table for a list of markets (bars built per market, then aligned).
 
 Recorded funding for a perpetual market (`<venue>_futures`) may sit beside its bars as
 `<exchange>__<BASE>-<QUOTE>.funding.csv` (header `date,rate`: the funding rate per 8 hours that
@@ -12,13 +13,15 @@ rate, pay the stated constant `portfolio.funding_rate_8h`.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from services.trainer.data import DataError, _to_ns, load_bars
+from services.trainer.data import DataError, _to_ns, load_bars, load_bars_from_db
 from shared.rl.bars import NS_PER_S, Bars
 from shared.rl.portfolio import SECONDS_PER_8H, Market, is_perpetual
 
@@ -133,3 +136,51 @@ def load_market_funding(
             f"; {before} bars before the first at the constant {fallback_8h:g} per 8h" if before else ""
         )
     return funding, sources
+
+
+def parse_market(spec: str) -> Market:
+    """`binance:BTC/USDT` -> ("binance", "BTC/USDT"); DataError naming the spec otherwise."""
+    exchange, sep, symbol = spec.partition(":")
+    base, slash, quote = symbol.partition("/")
+    if not sep or not exchange or not slash or not base or not quote:
+        raise DataError(f"--market {spec!r}: expected EXCHANGE:BASE/QUOTE, e.g. binance:BTC/USDT")
+    return exchange.strip().lower(), symbol.strip().upper()
+
+
+def align_bars(markets: list[Market], bars: list[Bars]) -> list[Bars]:
+    """Cut each market's bars (on the same bar grid) to the span every market covers.
+
+    DataError naming the market when the spans do not overlap, or when the bars inside the
+    common span are not at the same times (different bar lengths or gaps)."""
+    first = max(int(b.ts[0]) for b in bars)
+    last = min(int(b.ts[-1]) for b in bars)
+    if first > last:
+        late = max(range(len(bars)), key=lambda i: int(bars[i].ts[0]))
+        early = min(range(len(bars)), key=lambda i: int(bars[i].ts[-1]))
+        raise DataError(
+            f"{markets[late][0]} {markets[late][1]}: its bars start at {first // NS_PER_S} s, after the last bar "
+            f"of {markets[early][0]} {markets[early][1]} ({last // NS_PER_S} s); expected overlapping spans"
+        )
+    out = [b.slice(int(b.ts.searchsorted(first)), int(b.ts.searchsorted(last, side="right"))) for b in bars]
+    for market, b in zip(markets[1:], out[1:], strict=True):
+        if not np.array_equal(b.ts, out[0].ts):
+            raise DataError(
+                f"{market[0]} {market[1]}: {len(b)} bars between {first // NS_PER_S} s and {last // NS_PER_S} s, "
+                f"{markets[0][0]} {markets[0][1]} has {len(out[0])}; expected bars at the same times"
+            )
+    if len(out[0]) < 2:
+        raise DataError(f"{', '.join(f'{e} {s}' for e, s in markets)}: {len(out[0])} common bar(s); expected >= 2")
+    return out
+
+
+async def load_markets_from_db(
+    db: Any,
+    markets: list[Market],
+    bar_seconds: float,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[Bars]:
+    """Bars of every market from the `trades` table over [start, end), aligned; DataError naming a
+    market without trades in the window."""
+    bars = [await load_bars_from_db(db, ex, sym, bar_seconds, start, end) for ex, sym in markets]
+    return align_bars(markets, bars)

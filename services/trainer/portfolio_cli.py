@@ -1,18 +1,23 @@
-"""`tradewind train --data DIR` and `tradewind backtest --data DIR`: one portfolio policy over every market in DIR."""
+"""`tradewind train --data DIR | --market M --market M ...` and `tradewind backtest --data DIR`: one portfolio
+policy over several markets (a directory of CSVs, or bars built from the `trades` table)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from services.trainer.data import DataError
-from services.trainer.market_dir import load_market_dir, load_market_funding
+from services.trainer.market_dir import load_market_dir, load_market_funding, load_markets_from_db, parse_market
 from shared.cli_support import InputError, RuntimeFailure
+from shared.rl.bars import Bars
+from shared.rl.portfolio import Market, is_perpetual
 
 
 def train_dir(
@@ -28,19 +33,84 @@ def train_dir(
     policy_dir: str,
 ) -> None:
     """Train one portfolio policy over the markets of DIR; print ONE JSON line of metrics."""
+    try:
+        markets, bars = load_market_dir(data_path)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    out = out_dir or str(Path(policy_dir) / f"{algo}-{Path(data_path).resolve().name}-s{seed}")
+    train_markets(algo, markets, bars, str(data_path), out, timesteps, seed, gpus, config_path, overrides, address)
+
+
+def bars_from_database(
+    settings: Any, specs: tuple[str, ...], bar_seconds: float, since: datetime | None, until: datetime | None
+) -> tuple[list[Market], list[Bars]]:
+    """The bars of every `--market EXCHANGE:BASE/QUOTE` from the `trades` table over [since, until),
+    aligned by time; InputError naming a market without trades there, RuntimeFailure when the
+    database cannot be reached."""
+    from shared.cli_support import NETWORK_TIMEOUT_S, reaching, running_stack
+    from shared.storage import Database
+
+    try:
+        markets = [parse_market(spec) for spec in specs]
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    if len(set(markets)) != len(markets):
+        raise InputError(f"--market: each market once, found {', '.join(specs)}")
+    window = [None if t is None else t.replace(tzinfo=t.tzinfo or UTC) for t in (since, until)]
+    url = running_stack(settings, redis=False, database=True).database
+
+    async def load() -> list[Bars]:
+        with reaching("PostgreSQL", url):
+            db = await Database.connect(url, settings.storage, NETWORK_TIMEOUT_S)
+        try:
+            return await load_markets_from_db(db, markets, bar_seconds, *window)
+        finally:
+            await db.close()
+
+    try:
+        return markets, asyncio.run(load())
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+
+
+def train_markets(
+    algo: str,
+    markets: list[Market],
+    bars: list[Bars],
+    data_label: str,
+    out_dir: str,
+    timesteps: int,
+    seed: int,
+    gpus: float,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    address: str | None,
+) -> None:
+    """Train one portfolio policy over `markets` (aligned `bars`); print ONE JSON line of metrics.
+
+    Recorded funding comes from a directory's funding files; elsewhere (the trades table) every
+    perpetual pays the stated constant `portfolio.funding_rate_8h`, and the JSON's `funding` says so."""
     from services.trainer.config_check import check_config
     from services.trainer.portfolio_training import portfolio_config_from, train_portfolio
     from services.trainer.training import RayUnavailable, TrainingError, load_config, ray_session
 
     try:
-        markets, bars = load_market_dir(data_path)
         config = load_config(algo, config_path, overrides)
         check_config(algo, {k: v for k, v in config.items() if k != "portfolio"})
         pcfg = portfolio_config_from(config, algo)
-        funding, sources = load_market_funding(data_path, markets, bars, pcfg.funding_rate_8h)
+        source = Path(data_label)
+        if source.is_dir():
+            funding, sources = load_market_funding(source, markets, bars, pcfg.funding_rate_8h)
+        else:
+            funding = {}
+            sources = {
+                f"{ex}:{sym}": f"constant {pcfg.funding_rate_8h:g} per 8h (no recorded funding in {data_label})"
+                for ex, sym in markets
+                if is_perpetual(ex)
+            }
     except (DataError, TrainingError) as exc:
         raise InputError(str(exc)) from None
-    out = Path(out_dir or Path(policy_dir) / f"{algo}-{Path(data_path).resolve().name}-s{seed}")
+    out = Path(out_dir)
     with contextlib.ExitStack() as stack:
         try:
             with contextlib.redirect_stdout(sys.stderr):
@@ -66,7 +136,7 @@ def train_dir(
                         seed,
                         gpus,
                         config,
-                        str(data_path),
+                        data_label,
                         progress,
                         funding=funding,
                         funding_sources=sources,
