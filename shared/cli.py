@@ -26,7 +26,7 @@ SERVICE_COMMANDS = {
     "train": "services.trainer.cli:train",
     "backtest": "services.trainer.cli:backtest",
     "synth": "services.trainer.cli:synth",
-    "policy": "services.trainer.cli:policy",
+    "policy": "services.trainer.policy_cli:policy",
     "arb": "services.executor.arbitrage.cli:arb",
     "status": "services.executor.cli:status",
     "halt": "services.risk.cli:halt",

@@ -22,8 +22,8 @@ from services.executor.gateway import PaperGateway
 from services.executor.service import Executor
 from services.executor.store import ExecutorStore
 from services.executor.strategies.rl import RLStrategy
-from services.trainer.cli import policy as policy_cli
 from services.trainer.data import bars_from_trades
+from services.trainer.policy_cli import policy as policy_cli
 from services.trainer.synth import make_market
 from services.trainer.training import load_config, train
 from shared.bus import connect_redis

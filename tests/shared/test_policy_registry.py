@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from services.trainer.cli import policy
+from services.trainer.policy_cli import policy
 from services.trainer.promotion import promoted_markets
 from shared.config import StorageSettings
 from shared.storage import Database, policies
