@@ -121,11 +121,13 @@ def train_portfolio(
     progress: Callable[[int, int], None] | None = None,
     funding: Mapping[Market, NDArray[np.float64]] | None = None,
     funding_sources: Mapping[str, str] | None = None,
+    bar_clock: str = "exchange",
 ) -> TrainResult:
     """Train one policy over all `markets` on the training split; save, export, evaluate on the test split.
 
     `funding`: recorded per-bar funding fractions for some perpetuals (`market_dir.load_market_funding`);
-    `funding_sources` (market label -> where its funding came from) goes into the metrics as `funding`.
+    `funding_sources` (market label -> where its funding came from) goes into the metrics as `funding`;
+    `bar_clock` (recorded for the executor): the clock the bars were timed by.
     """
     config = config or load_config(algo)
     data = portfolio_data(bars, markets, config, algo, funding)
@@ -144,7 +146,7 @@ def train_portfolio(
         "data": data_label,
         "markets": [{"exchange": ex, "symbol": sym} for ex, sym in markets],
         "bar_seconds": data.bar_seconds,
-        "bar_clock": "exchange",
+        "bar_clock": bar_clock,
         "feature_names": list(data.names),
         "features": feature_options(config),
         "env": pcfg.to_dict(),

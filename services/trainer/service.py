@@ -4,7 +4,9 @@ Each round takes the rolling window of the busiest market (or the configured one
 its most recent part, trains a challenger and fine-tunes the champion on the rest, evaluates
 everything on the held-out bars beside the baselines, records every trial in `policies`, and
 promotes only a policy that beats the champion and the baselines there (then publishes
-`policy:updates`). Training runs in a separate process, so consuming never stalls and Ray
+`policy:updates`). With `trainer.portfolio` set, a round instead trains ONE portfolio policy over
+those markets' time-aligned bars and judges it the same way against the champion of that market
+set and the portfolio baselines. Training runs in a separate process, so consuming never stalls and Ray
 never lives in the service process.
 """
 
@@ -26,6 +28,9 @@ from typing import Any
 from services.trainer.data import DataError, load_bars_from_db
 from services.trainer.errors import TrainingError
 from services.trainer.evaluation import public_report, should_promote, walk_forward
+from services.trainer.market_dir import align_bars
+from services.trainer.portfolio_eval import evaluate
+from services.trainer.portfolio_training import portfolio_config_from, portfolio_data, train_portfolio
 from services.trainer.splits import Split
 from services.trainer.training import feature_options, load_config, train
 from shared.bus import Consumer, Delivery
@@ -33,6 +38,7 @@ from shared.config import Settings
 from shared.rl.bars import Bars
 from shared.rl.features import compute_features
 from shared.rl.live_bars import LiveBars
+from shared.rl.portfolio import Market, load_portfolio_policy
 from shared.rl.weights import load_weights_policy
 from shared.runtime import ServiceContext, ServiceTasks, service_context
 from shared.schemas import Trade, streams
@@ -126,21 +132,88 @@ def train_and_evaluate(
     return trials, champion_report
 
 
+def train_and_evaluate_portfolio(
+    cfg: TrainerSettings,
+    markets: list[Market],
+    bars: list[Bars],
+    champion: dict[str, Any] | None,
+    round_no: int,
+    train_fn: TrainFn = train_portfolio,
+    taker_fee: float | None = None,
+) -> tuple[list[Trial], dict[str, Any] | None]:
+    """Train one portfolio policy over `markets` (aligned `bars`) on the window less its held-out tail;
+    report it and the market set's champion on that tail beside the portfolio baselines.
+
+    Every venue is charged `taker_fee` (the highest paper taker fee among the markets' venues) or else
+    the trainer's `fee_taker`. A portfolio champion is judged, not fine-tuned: each round trains afresh."""
+    holdout = cfg.holdout_fraction
+    overrides = (
+        f"split.train={1 - holdout}",
+        f"split.validation={holdout / 2}",
+        f"cost.taker_fee={cfg.fee_taker if taker_fee is None else taker_fee}",
+        f"cost.half_spread={cfg.half_spread}",
+        f"cost.impact={cfg.impact}",
+    )
+    config = load_config(cfg.algo, None, overrides)
+    pcfg = portfolio_config_from(config, cfg.algo)
+    data = portfolio_data(bars, markets, config, cfg.algo)
+    split = Split.by_fractions(len(data), 1 - holdout, holdout / 2)
+    root = Path(cfg.policy_dir).resolve()
+    out = root / f"portfolio-{cfg.algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+    trials = []
+    try:
+        train_fn(
+            bars,
+            markets,
+            cfg.algo,
+            out,
+            timesteps=cfg.timesteps,
+            seed=round_no,
+            gpus=cfg.gpus,
+            config=config,
+            data_label="md:trades",
+            bar_clock=cfg.bar_clock,
+        )
+        policy = load_portfolio_policy(out, root)  # the exported weights: what the executor will trade
+        report = evaluate(policy, data, split.train_end, len(data) - 1, pcfg)
+    except (TrainingError, DataError, ValueError) as exc:
+        log.warning("trainer: %s portfolio run failed: %s", cfg.algo, exc)
+    else:
+        hyper = {"algo": cfg.algo, "timesteps": cfg.timesteps, **config.get("training", {})}
+        trials.append(Trial(cfg.algo, str(out), public_report(report), hyper))
+    champion_report = None
+    champion_dir = Path(champion["checkpoint_uri"].split("#", 1)[0]) if champion else None
+    if champion_dir is not None and champion_dir.is_dir():
+        try:  # the champion itself, on the same held-out bars
+            current = load_portfolio_policy(champion_dir, root)
+            champion_report = public_report(evaluate(current, data, split.train_end, len(data) - 1, pcfg))
+        except (ValueError, OSError) as exc:
+            log.warning("trainer: champion %s cannot be evaluated: %s", champion_dir, exc)
+    return trials, champion_report
+
+
 class OnlineTrainer:
     """Keeps bars per market and runs training rounds.
 
     With `isolate` (the default) each round's training runs in a fresh spawned process: Ray and
     torch never live in the service process (its signals, memory and event loop stay its own).
-    `train_fn` is injectable (a module-level function, so it can cross to that process).
+    `train_fn` and `portfolio_train_fn` are injectable (module-level functions, so they can cross
+    to that process).
     """
 
     def __init__(
-        self, settings: Settings, registry: PolicyRegistry, train_fn: TrainFn = train, isolate: bool = True
+        self,
+        settings: Settings,
+        registry: PolicyRegistry,
+        train_fn: TrainFn = train,
+        isolate: bool = True,
+        portfolio_train_fn: TrainFn = train_portfolio,
     ) -> None:
         self.settings = settings
         self.cfg = settings.trainer
         self.registry = registry
         self.train_fn = train_fn
+        self.portfolio_train_fn = portfolio_train_fn
         self.isolate = isolate
         self.markets: dict[tuple[str, str], LiveBars] = {}
         self.rounds = 0
@@ -160,8 +233,18 @@ class OnlineTrainer:
             return max(keys, key=lambda k: len(self.markets[k]), default=None)
         return max(self.markets, key=lambda k: len(self.markets[k]), default=None)
 
+    async def _train(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)` in a fresh spawned process (or a thread without `isolate`)."""
+        if self.isolate:
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        return await asyncio.to_thread(fn, *args)
+
     async def run_round(self) -> dict[str, Any] | None:
-        """One train / evaluate / promote round on the chosen market; None when there is too little data."""
+        """One train / evaluate / promote round on the chosen market (or the configured portfolio);
+        None when there is too little data."""
+        if self.cfg.portfolio:
+            return await self.run_portfolio_round()
         key = self.pick_market()
         if key is None or len(self.markets[key]) < self.cfg.min_bars:
             have = 0 if key is None else len(self.markets[key])
@@ -172,22 +255,45 @@ class OnlineTrainer:
         venue = self.settings.executor.venues.get(key[0])
         args = (self.cfg, bars, champion, self.rounds, self.train_fn, venue.taker_fee if venue else None)
         try:
-            if self.isolate:
-                with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    trials, champion_report = await asyncio.get_running_loop().run_in_executor(
-                        pool, train_and_evaluate, *args
-                    )
-            else:
-                trials, champion_report = await asyncio.to_thread(train_and_evaluate, *args)
+            trials, champion_report = await self._train(train_and_evaluate, *args)
         except (TrainingError, DataError, ValueError, BrokenProcessPool) as exc:
             log.warning("trainer: round on %s/%s skipped: %s", *key, exc)
             return None
         self.rounds += 1
-        return await self._decide(key, bars, trials, champion_report)
+        return await self._decide([key], bars, trials, champion_report)
+
+    async def run_portfolio_round(self) -> dict[str, Any] | None:
+        """One round over `trainer.portfolio`: aligned bars of every market, one portfolio policy,
+        judged against the champion of that market set and the portfolio baselines."""
+        markets: list[Market] = sorted({(m.exchange, m.symbol) for m in self.cfg.portfolio})  # the action order
+        have = {m: len(self.markets[m]) if m in self.markets else 0 for m in markets}
+        if min(have.values()) < self.cfg.min_bars:
+            log.info("trainer: waiting for portfolio bars: %s of %d", have, self.cfg.min_bars)
+            return None
+        try:
+            bars = align_bars(markets, [self.markets[m].bars() for m in markets])
+        except DataError as exc:
+            log.warning("trainer: portfolio round skipped: %s", exc)
+            return None
+        if len(bars[0]) < self.cfg.min_bars:
+            log.info("trainer: waiting for portfolio bars: %d aligned of %d", len(bars[0]), self.cfg.min_bars)
+            return None
+        champion = await self.registry.champion(markets=markets)
+        fees = [v.taker_fee for v in (self.settings.executor.venues.get(ex) for ex, _ in markets) if v]
+        args = (self.cfg, markets, bars, champion, self.rounds, self.portfolio_train_fn, max(fees, default=None))
+        try:
+            trials, champion_report = await self._train(train_and_evaluate_portfolio, *args)
+        except (TrainingError, DataError, ValueError, BrokenProcessPool) as exc:
+            log.warning("trainer: portfolio round on %s skipped: %s", markets, exc)
+            return None
+        self.rounds += 1
+        return await self._decide(markets, bars[0], trials, champion_report)
 
     async def _decide(
-        self, key: tuple[str, str], bars: Bars, trials: list[Trial], champion_report: dict[str, Any] | None
+        self, markets: list[Market], bars: Bars, trials: list[Trial], champion_report: dict[str, Any] | None
     ) -> dict[str, Any]:
+        """Record every trial of the round, then promote its best only when `should_promote` holds."""
+        label = ", ".join(f"{e}/{s}" for e, s in markets)
         recorded = []
         for trial in trials:
             metrics = {k: v for k, v in trial.report.items() if k != "windows"}
@@ -198,11 +304,11 @@ class OnlineTrainer:
                 trial.hyperparameters,
                 int(bars.ts[0]),
                 int(bars.ts[-1]),
-                *key,
+                markets=markets,
             )
             recorded.append((policy_id, trial, metrics))
         summary: dict[str, Any] = {
-            "market": list(key),
+            "market": list(markets[0]) if len(markets) == 1 else [list(m) for m in markets],
             "bars": len(bars),
             "trials": [r[0] for r in recorded],
             "promoted": None,
@@ -212,9 +318,9 @@ class OnlineTrainer:
         best_id, best, best_metrics = max(recorded, key=lambda r: r[2]["sharpe"])
         ok, why = should_promote(best_metrics, champion_report, best.report["baselines"])
         log.info(
-            "trainer: round %d on %s/%s: best %s sharpe %.3f: %s",
+            "trainer: round %d on %s: best %s sharpe %.3f: %s",
             self.rounds,
-            *key,
+            label,
             best_id,
             best_metrics["sharpe"],
             "PROMOTED, " + why if ok else "kept champion: " + why,
@@ -224,7 +330,7 @@ class OnlineTrainer:
             await self.registry.verdict(others, f"not the round's best ({best_id} was)")
         await self.registry.verdict([best_id], why)
         if ok:
-            await self.registry.promote(best_id, best.algo, best.checkpoint, best_metrics, *key)
+            await self.registry.promote(best_id, best.algo, best.checkpoint, best_metrics, markets=markets)
             summary["promoted"] = best_id
         summary["reason"] = why
         return summary

@@ -2,9 +2,16 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.sections.base import Section
+
+
+class MarketRef(Section):
+    """One market by venue and symbol, e.g. {"exchange": "binance_futures", "symbol": "BTC/USDT"}."""
+
+    exchange: str
+    symbol: str
 
 
 class TrainerSettings(Section):
@@ -38,3 +45,15 @@ class TrainerSettings(Section):
         0.0001, ge=0, description="half spread (fraction) charged when bars carry no quoted spread"
     )
     impact: float = Field(0.1, ge=0, description="depth impact: cost fraction for trading one bar's whole volume")
+    portfolio: list[MarketRef] = Field(
+        [],
+        description="markets the online trainer trains ONE portfolio policy over, time-aligned (empty: single-market)",
+    )
+
+    @field_validator("portfolio")
+    @classmethod
+    def _distinct_markets(cls, value: list[MarketRef]) -> list[MarketRef]:
+        keys = {(m.exchange, m.symbol) for m in value}
+        if value and (len(keys) != len(value) or len(keys) < 2):
+            raise ValueError(f"expected at least two distinct markets (or none), found {len(keys)} in {len(value)}")
+        return value
