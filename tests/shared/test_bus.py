@@ -223,10 +223,11 @@ async def test_100k_messages_survive_a_consumer_killed_mid_batch(redis, redis_ur
     worker = Path(__file__).with_name("bus_worker.py")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
 
-    def spawn(name: str, pause: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(worker), redis_url, stream, "g", name, sink, pause], env=env)
+    def spawn(name: str, pause: str, hold_after: int = 0) -> subprocess.Popen[bytes]:
+        args = [sys.executable, str(worker), redis_url, stream, "g", name, sink, pause, str(hold_after)]
+        return subprocess.Popen(args, env=env)
 
-    first = spawn("first", "0.01")
+    first = spawn("first", "0.01", hold_after=30_000)  # from then on it holds its batch unacked
     deadline = time.monotonic() + 60
     while await redis.scard(sink) < 30_000:
         assert time.monotonic() < deadline, "first consumer made no progress"
