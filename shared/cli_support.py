@@ -10,7 +10,8 @@ configuration errors, 1 for runtime failures (shared.cli's handler prints it).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -121,3 +122,17 @@ def running_stack(settings: Settings, *, redis: bool = True, database: bool = Fa
     if missing:
         raise RuntimeFailure(missing_urls(settings, missing, looked_for_stack=True))
     return found
+
+
+@contextlib.contextmanager
+def progress_bar(length: int, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr (stdout stays for the one JSON line); yields ``progress(done, total)``."""
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        shown = 0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal shown
+            bar.update(done - shown)
+            shown = done
+
+        yield progress

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from services.trainer.data import DataError, load_bars
-from shared.cli_support import NETWORK_TIMEOUT_S, InputError, RuntimeFailure, reaching
+from shared.cli_support import NETWORK_TIMEOUT_S, InputError, RuntimeFailure, progress_bar, reaching
 
 METRIC_ROWS = ("total_return", "sharpe", "sortino", "max_drawdown", "turnover", "trades", "fees", "exposure")
 # A backtest needs this many out-of-sample bars: fewer give a Sharpe ratio that means nothing.
@@ -197,14 +197,7 @@ def _train(
                 _fail(str(exc))
         click.echo(json.dumps({**public_report(summary), **where}))
         return
-    with click.progressbar(length=timesteps, label=f"training {algo}", file=sys.stderr) as bar:
-        shown = 0
-
-        def progress(done: int, total: int) -> None:
-            nonlocal shown
-            bar.update(done - shown)
-            shown = done
-
+    with progress_bar(timesteps, f"training {algo}") as progress:
         try:
             with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
                 result = run_training(

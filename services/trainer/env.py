@@ -19,6 +19,15 @@ from shared.rl.env_config import PNL_FEATURE_SCALE, EnvConfig, observation_size
 from shared.rl.features import MarketData
 
 
+def episode_window(
+    rng: np.random.Generator, lo: int, hi: int, episode_len: int, options: dict[str, Any] | None
+) -> tuple[int, int]:
+    """(first bar, last bar) of an episode in bars [lo, hi): at a random start, or at `options['start']`."""
+    length = min(episode_len, hi - 1 - lo)
+    start = int(options["start"]) if options and "start" in options else int(rng.integers(lo, hi - length))
+    return start, min(start + length, hi - 1)
+
+
 class TradingEnv(gym.Env[NDArray[np.float32], Any]):
     """Single trading env; observation = market features at t, position, last-bar PnL of the position."""
 
@@ -69,13 +78,7 @@ class TradingEnv(gym.Env[NDArray[np.float32], Any]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Start an episode at a random bar of the range (or at `options['start']`)."""
         super().reset(seed=seed)
-        length = min(self.config.episode_len, self._hi - 1 - self._lo)
-        if options and "start" in options:
-            start = int(options["start"])
-        else:
-            start = int(self.np_random.integers(self._lo, self._hi - length))
-        self.t = start
-        self.end = min(start + length, self._hi - 1)
+        self.t, self.end = episode_window(self.np_random, self._lo, self._hi, self.config.episode_len, options)
         self.position = 0.0
         self.equity = self.peak = self.config.initial_cash
         self._dsr_a = self._dsr_b = 0.0

@@ -15,7 +15,7 @@ import click
 
 from services.trainer.data import DataError
 from services.trainer.market_dir import load_market_dir, load_market_funding, load_markets_from_db, parse_market
-from shared.cli_support import InputError, RuntimeFailure
+from shared.cli_support import InputError, RuntimeFailure, progress_bar
 from shared.rl.bars import Bars
 from shared.rl.portfolio import Market, is_perpetual
 
@@ -117,14 +117,7 @@ def train_markets(
                 where = stack.enter_context(ray_session(address=address))
         except RayUnavailable as exc:
             raise RuntimeFailure(str(exc)) from None
-        with click.progressbar(length=timesteps, label=f"training {algo} portfolio", file=sys.stderr) as bar:
-            shown = 0
-
-            def progress(done: int, total: int) -> None:
-                nonlocal shown
-                bar.update(done - shown)
-                shown = done
-
+        with progress_bar(timesteps, f"training {algo} portfolio") as progress:
             try:
                 with contextlib.redirect_stdout(sys.stderr):
                     result = train_portfolio(

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from services.trainer.env import episode_window
 from shared.rl.features import WARMUP
 from shared.rl.portfolio import (
     PortfolioConfig,
@@ -101,13 +102,7 @@ class PortfolioEnv(gym.Env[NDArray[np.float32], Any]):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         """Start an episode at a random bar of the range (or at `options['start']`), flat, each venue funded."""
         super().reset(seed=seed)
-        length = min(self.config.episode_len, self._hi - 1 - self._lo)
-        if options and "start" in options:
-            start = int(options["start"])
-        else:
-            start = int(self.np_random.integers(self._lo, self._hi - length))
-        self.t = start
-        self.end = min(start + length, self._hi - 1)
+        self.t, self.end = episode_window(self.np_random, self._lo, self._hi, self.config.episode_len, options)
         self.weights = np.zeros(len(self.markets))
         self.equity = np.full(self.accounts.n_venues, self.config.initial_cash)
         return self._obs(), {"t": self.t}
