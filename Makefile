@@ -9,7 +9,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run portfolio-demo test test-slow chaos wheel-check ci bench lint up down clean help
+.PHONY: install run portfolio-demo test test-slow test-learning chaos wheel-check ci bench lint up down clean help
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -41,7 +41,10 @@ test: install  ## the test suite except tests marked slow (embedded Redis + Post
 	$(BIN)/python -m pytest -q -m "not slow and not chaos" $(PYTEST_ARGS)
 
 test-slow: install  ## the tests marked slow: learning, RLlib, Ray, end-to-end stacks
-	$(BIN)/python -m pytest -q -m "slow and not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "slow and not chaos and not learning" $(PYTEST_ARGS)
+
+test-learning: install  ## the default configs on a family of synthetic markets (~15 min on 2 cores; not in CI)
+	$(BIN)/python -m pytest -q -m learning $(PYTEST_ARGS)
 
 CHAOS_SUMMARY ?= var/chaos-summary.json
 chaos: install  ## live executor + risk against the fake venue, kill -9 each process and server in turn; JSON summary in $(CHAOS_SUMMARY)

@@ -60,41 +60,85 @@ def bench_envs(market: Any) -> dict[str, float]:
     return {"env_steps_per_s": round(single), "env_vec_steps_per_s": round(vectorized), "env_vec_num_envs": 4096}
 
 
+# envs per env runner while sampling is timed: RLlib's runner pays a fixed cost per vector step
+# (module forward, connectors), spread over this many envs of the one numpy `VecTradingEnv`
+RLLIB_BENCH_ENVS = 256
+
+
 def bench_rllib(bars: Bars, work_dir: Path) -> tuple[dict[str, float], Path]:
-    """PPO: env steps sampled/s by the local env runner, learner minibatch updates/s; returns a checkpoint."""
+    """PPO and DQN: env steps sampled/s by the local env runner (through the vector env; PPO's also by
+    each of RLlib's runner and the fast one), PPO's learner minibatch updates/s; returns a checkpoint."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from services.trainer.training import ray_session, train
+    from services.trainer.training import load_config, ray_session, train
 
     out = work_dir / "ppo"
+    market = compute_features(bars)
     with ray_session(num_cpus=2):
         train(bars, "ppo", out, timesteps=4_096, seed=0)  # warm: imports, first compile of the module
-        from services.trainer.training import build_algorithm_config, env_config_from, load_config
-
         config = load_config("ppo")
-        market = compute_features(bars)
-        algo = build_algorithm_config(
-            "ppo", config, market, env_config_from(config, 0, len(market) // 2), 0, 0.0
-        ).build_algo()
+        algo = _sampling_algo("ppo", config, market)
         try:
-            algo.env_runner.sample(num_timesteps=2_048)
+            ppo_rate = _sampling_rate(algo)
             started = time.perf_counter()
-            sampled = algo.env_runner.sample(num_timesteps=8_192)
-            sample_s = time.perf_counter() - started
-            steps = sum(len(e) for e in sampled)
-            started = time.perf_counter()
-            algo.train()
+            algo.train()  # the config's train batch, sampled over the bench's envs
             iteration_s = time.perf_counter() - started
+            device = learner_device(algo)
+        finally:
+            algo.stop()
+        configured = bool(config["env_runners"].get("fast_sampler", False))  # the runner training uses
+        algo = _sampling_algo("ppo", load_config("ppo"), market, fast_sampler=not configured)
+        try:
+            by_runner = {configured: ppo_rate, not configured: _sampling_rate(algo)}
+        finally:
+            algo.stop()
+        algo = _sampling_algo("dqn", load_config("dqn"), market)
+        try:
+            dqn_rate = _sampling_rate(algo)
         finally:
             algo.stop()
     t = config["training"]
     updates = t["num_epochs"] * -(-t["train_batch_size_per_learner"] // t["minibatch_size"])
-    learn_s = max(iteration_s - t["train_batch_size_per_learner"] * sample_s / steps, 1e-9)
+    learn_s = max(iteration_s - t["train_batch_size_per_learner"] / ppo_rate, 1e-9)
     return {
-        "rllib_env_steps_per_s": round(steps / sample_s),
+        "rllib_env_steps_per_s": round(ppo_rate),
+        "rllib_env_steps_per_s_base_runner": round(by_runner[False]),  # RLlib's SingleAgentEnvRunner
+        "rllib_env_steps_per_s_fast_runner": round(by_runner[True]),  # FastVecEnvRunner (fast_sampler)
+        "rllib_dqn_env_steps_per_s": round(dqn_rate),
+        "rllib_num_envs_per_env_runner": RLLIB_BENCH_ENVS,
         "rllib_learner_updates_per_s": round(updates / learn_s, 1),
         "rllib_ppo_iteration_s": round(iteration_s, 2),
-        "rllib_device": "cpu",
+        "rllib_device": device,
     }, out
+
+
+def _sampling_algo(algo_name: str, config: dict[str, Any], market: Any, fast_sampler: bool | None = None) -> Any:
+    """The algorithm over the bench's envs; `fast_sampler` overrides the config's env runner choice."""
+    from services.trainer.training import build_algorithm_config, env_config_from
+
+    config["env_runners"]["num_envs_per_env_runner"] = RLLIB_BENCH_ENVS
+    if fast_sampler is not None:
+        config["env_runners"]["fast_sampler"] = fast_sampler
+    env_config = env_config_from(config, 0, len(market) // 2)
+    return build_algorithm_config(algo_name, config, market, env_config, 0, 0.0).build_algo()
+
+
+def _sampling_rate(algo: Any) -> float:
+    """Env steps/s of the local env runner, exploring as in training, after a warm-up sample."""
+    algo.env_runner.sample(num_timesteps=4 * RLLIB_BENCH_ENVS)
+    started = time.perf_counter()
+    sampled = algo.env_runner.sample(num_timesteps=64 * RLLIB_BENCH_ENVS)
+    return sum(len(e) for e in sampled) / (time.perf_counter() - started)
+
+
+def learner_device(algo: Any) -> str:
+    """Where the learner's module parameters live, read from the learner itself (``cpu``, ``cuda:0``)."""
+    devices = algo.learner_group.foreach_learner(
+        lambda learner: sorted({str(p.device) for m in learner.module.values() for p in m.parameters()})
+    )
+    found: set[str] = set()
+    for result in devices:  # a local learner answers plainly, remote ones as call results
+        found.update(result.get() if hasattr(result, "get") else result)
+    return ",".join(sorted(found))
 
 
 def daily_momentum(close: np.ndarray) -> np.ndarray:

@@ -3,8 +3,10 @@
 A thin layer over redis-py asyncio (hiredis parser). Delivery is at-least-once: a consumer
 acks an entry only after its handler returned, so handlers must be idempotent. Entries left
 pending by a dead consumer are reclaimed with XAUTOCLAIM; an entry delivered more than
-``max_deliveries`` times, or one that cannot be decoded, moves to ``dlq:<stream>``.
-Only Redis 6.2 stream commands are used (the embedded server is 6.2).
+``max_deliveries`` times, or one that cannot be decoded, moves to ``dlq:{<stream>}``.
+Only Redis 6.2 stream commands are used (the embedded server is 6.2). On a Redis Cluster
+(``bus.cluster``) every multi-key command stays within one hash slot: a stream's dead letters and
+counters carry its name as a hash tag, and a consumer reads its streams with one XREADGROUP per slot.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -36,12 +40,20 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ERRORS_KEPT = 10_000  # handler errors remembered per consumer, for dead-letter records
 
 
-def connect_redis(url: str, timeout_s: float | None = None) -> Redis:
+def connect_redis(url: str, timeout_s: float | None = None, *, cluster: bool = False) -> Redis:
     """Open a client for the bus (bytes responses; hiredis parses when installed).
 
     ``timeout_s`` bounds connecting and every command (CLI commands: a server that does not answer
     is an error, not a hang); services leave it None, their blocking reads wait by design.
+    ``cluster`` (``bus.cluster``): ``url`` names any node of a Redis Cluster; the cluster client finds
+    the others and routes each command to its slot's node. It is typed ``Redis`` because it answers
+    the same commands; what differs on a cluster (one slot per multi-key command) is handled here.
     """
+    if cluster:
+        client = RedisCluster.from_url(
+            url, decode_responses=False, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+        return cast(Redis, client)
     return Redis.from_url(
         url,
         decode_responses=False,
@@ -49,6 +61,21 @@ def connect_redis(url: str, timeout_s: float | None = None) -> Redis:
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
     )
+
+
+def is_cluster(redis: Redis) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+def by_slot(names: Sequence[str], cluster: bool) -> list[list[str]]:
+    """``names`` grouped so that each group may go in one multi-key command: all together on a
+    single server, one group per hash slot on a cluster (in first-seen order)."""
+    if not cluster:
+        return [list(names)]
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(key_slot(name.encode()), []).append(name)
+    return list(groups.values())
 
 
 def default_consumer_name() -> str:
@@ -105,10 +132,10 @@ class RedisBus:
             t[0] += 1
             t[1] += n
         for stream, (n_entries, n_msgs) in totals.items():
-            pipe.hincrby(streams.STATS_KEY, f"{stream}:entries", n_entries)
-            pipe.hincrby(streams.STATS_KEY, f"{stream}:msgs", n_msgs)
+            pipe.hincrby(streams.stats_key(stream), "entries", n_entries)
+            pipe.hincrby(streams.stats_key(stream), "msgs", n_msgs)
         results = await pipe.execute(raise_on_error=False)
-        added: list[str | RedisError] = [r if isinstance(r, RedisError) else _text(r) for r in results[: len(entries)]]
+        added: list[str | RedisError] = [r if isinstance(r, RedisError) else as_str(r) for r in results[: len(entries)]]
         refused: dict[str, list[int]] = {}
         for (stream, _, n), r in zip(entries, added, strict=True):
             if isinstance(r, RedisError):
@@ -121,8 +148,8 @@ class RedisBus:
                 pipe = self.redis.pipeline(transaction=False)
                 for stream, (n_entries, n_msgs) in refused.items():
                     if counted[stream]:
-                        pipe.hincrby(streams.STATS_KEY, f"{stream}:entries", -n_entries)
-                        pipe.hincrby(streams.STATS_KEY, f"{stream}:msgs", -n_msgs)
+                        pipe.hincrby(streams.stats_key(stream), "entries", -n_entries)
+                        pipe.hincrby(streams.stats_key(stream), "msgs", -n_msgs)
                 await pipe.execute(raise_on_error=False)
         if self.metrics:
             for stream, (_, n_msgs) in totals.items():
@@ -136,7 +163,7 @@ def _count(payload: Payload) -> int:
     return 1 if not isinstance(payload, Sequence) else len(payload)
 
 
-def _text(value: bytes | str) -> str:
+def as_str(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -214,21 +241,8 @@ class Consumer:
                 await self._ensure_groups()
                 self.ready.set()
                 await self._recover_own_pending()
-                next_claim = 0.0
-                while not self._stopping.is_set():
-                    if time.monotonic() >= next_claim:
-                        await self._reclaim()
-                        next_claim = time.monotonic() + self.settings.claim_interval_ms / 1000
-                    response = await self.redis.xreadgroup(
-                        self.group,
-                        self.name,
-                        dict.fromkeys(self.streams, ">"),
-                        count=self.settings.batch_size,
-                        block=self.settings.block_ms,
-                    )
-                    if response:
-                        await self._process(_entries(response))
-                    backoff = 0.1
+                backoff = 0.1
+                await self._consume()
             except TRANSIENT as exc:
                 log.warning("consumer %s/%s lost Redis (%s); retrying in %.1fs", self.group, self.name, exc, backoff)
                 if self.metrics:
@@ -236,6 +250,44 @@ class Consumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self) -> None:
+        """Read new entries until stopped: one blocking XREADGROUP per slot group, all in flight at once
+        (each on its own connection), their batches handled one at a time as they arrive."""
+        groups = by_slot(self.streams, is_cluster(self.redis))
+        reads: dict[asyncio.Task[Any], int] = {}  # read in flight -> its group
+        next_claim = 0.0
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() >= next_claim:
+                    await self._reclaim()
+                    next_claim = time.monotonic() + self.settings.claim_interval_ms / 1000
+                for i in set(range(len(groups))) - set(reads.values()):
+                    reads[asyncio.create_task(self._read(groups[i]), name=f"xreadgroup-{self.group}")] = i
+                await self._process_reads(reads)
+            while reads:  # stopping: reads in flight end within block_ms; what they delivered is handled too
+                await self._process_reads(reads)
+        finally:  # a lost connection or a cancel: entries a cancelled read got stay pending, recovered on restart
+            for task in reads:
+                task.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+
+    async def _read(self, streams_: list[str]) -> Any:
+        return await self.redis.xreadgroup(
+            self.group,
+            self.name,
+            dict.fromkeys(streams_, ">"),
+            count=self.settings.batch_size,
+            block=self.settings.block_ms,
+        )
+
+    async def _process_reads(self, reads: dict[asyncio.Task[Any], int]) -> None:
+        done, _ = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            del reads[task]
+            response = task.result()
+            if response:
+                await self._process(_entries(response))
 
     async def _ensure_groups(self) -> None:
         for stream in self.streams:
@@ -247,7 +299,11 @@ class Consumer:
 
     async def _recover_own_pending(self) -> None:
         """Re-deliver entries this consumer name read but never acked (a restart under the same name)."""
-        cursors: dict[Any, Any] = dict.fromkeys(self.streams, "0")
+        for group in by_slot(self.streams, is_cluster(self.redis)):
+            await self._recover_pending_of(group)
+
+    async def _recover_pending_of(self, streams_: list[str]) -> None:
+        cursors: dict[Any, Any] = dict.fromkeys(streams_, "0")
         while cursors and not self._stopping.is_set():
             response = await self.redis.xreadgroup(self.group, self.name, cursors, count=self.settings.batch_size)
             entries = _entries(response)
@@ -273,8 +329,8 @@ class Consumer:
                     start_id=cursor,
                     count=self.settings.batch_size,
                 )
-                cursor = _text(result[0])
-                claimed = [(stream, _text(eid), fields) for eid, fields in result[1]]
+                cursor = as_str(result[0])
+                claimed = [(stream, as_str(eid), fields) for eid, fields in result[1]]
                 if claimed:
                     log.info("consumer %s reclaimed %d entries of %s", self.name, len(claimed), stream)
                     await self._triage(claimed)
@@ -290,7 +346,7 @@ class Consumer:
         """
         idle_limit = self.settings.claim_idle_ms * 10
         for row in await self.redis.xinfo_consumers(stream, self.group):
-            name = _text(row["name"])
+            name = as_str(row["name"])
             if name != self.name and int(row["pending"]) == 0 and int(row["idle"]) > idle_limit:
                 await self.redis.xgroup_delconsumer(stream, self.group, name)
                 log.info("consumer %s removed %s from group %s of %s (gone, nothing pending)",
@@ -316,14 +372,14 @@ class Consumer:
             rows = await self.redis.xpending_range(
                 stream,
                 self.group,
-                min=min(ids, key=_id_key),
-                max=max(ids, key=_id_key),
+                min=min(ids, key=entry_key),
+                max=max(ids, key=entry_key),
                 count=len(ids) + 1000,
                 consumername=self.name,
             )
             wanted = set(ids)
             for row in rows:
-                eid = _text(row["message_id"])  # type: ignore[arg-type]
+                eid = as_str(row["message_id"])  # type: ignore[arg-type]
                 if eid in wanted:
                     counts[eid] = int(row["times_delivered"])
         return counts
@@ -404,7 +460,8 @@ class Consumer:
             self.metrics.error("dead_letter")
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a tuple that orders as Redis does ("ms-seq")."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
@@ -414,7 +471,7 @@ def _entries(response: Any) -> list[tuple[str, str, Any]]:
     items = response.items() if isinstance(response, dict) else response or []
     out = []
     for stream, rows in items:
-        name = _text(stream)
+        name = as_str(stream)
         for entry_id, fields in rows:
-            out.append((name, _text(entry_id), fields))
+            out.append((name, as_str(entry_id), fields))
     return out

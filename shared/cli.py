@@ -5,6 +5,7 @@ that is not there simply has no commands)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -12,20 +13,30 @@ import os
 import sys
 import traceback
 import zlib
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import click
 
-from shared.cli_support import NETWORK_TIMEOUT_S, CommandError, load_settings_or_exit, reaching, running_stack
+from shared.cli_support import (
+    NETWORK_TIMEOUT_S,
+    CommandError,
+    InputError,
+    load_settings_or_exit,
+    reaching,
+    running_stack,
+)
 
 # command name -> "module:attribute" of a click command contributed by a service.
 SERVICE_COMMANDS = {
     "normalize": "services.ingest.cli:normalize",
     "replay-server": "services.ingest.cli:replay_server",
     "capture": "services.ingest.cli:capture",
+    "download": "services.ingest.download_cli:download",
     "train": "services.trainer.cli:train",
     "backtest": "services.trainer.cli:backtest",
     "synth": "services.trainer.cli:synth",
+    "tune": "services.trainer.tune:tune",
     "policy": "services.trainer.policy_cli:policy",
     "arb": "services.executor.arbitrage.cli:arb",
     "status": "services.executor.cli:status",
@@ -38,7 +49,13 @@ SERVICE_RUNNERS = {
     "ingest": "Run the ingest service in the foreground (what compose and `tradewind up` run).",
     "trainer": "Run the trainer service in the foreground (what compose and `tradewind up` run).",
     "executor": "Run the executor service in the foreground (what compose and `tradewind up` run).",
-    "dashboard": "Serve the read-only web dashboard (streams, orders, positions, risk events); 127.0.0.1 by default.",
+    "dashboard": (
+        "Serve the web dashboard (overview, strategies, risk with halt/resume, policies, bus); 127.0.0.1 by default."
+    ),
+    "alerts": (
+        "Run the alerts service in the foreground: halts, crashes, hedges, stale feeds, unwinds, promotions"
+        " to a webhook / Telegram."
+    ),
 }
 
 
@@ -131,13 +148,20 @@ def cli(debug: bool) -> None:
 @cli.command()
 @click.option(
     "--mode",
-    type=click.Choice(["replay", "paper", "live"]),
+    type=click.Choice(["replay", "synth", "paper", "live"]),
     default=None,
-    help="replay: recorded data, paper orders (default); paper: live data; live: real orders (gated)",
+    help="replay: recorded data, paper orders (default); synth: a generated market (exchange `synth`) to learn,"
+    " paper orders; paper: live data; live: real orders (gated)",
 )
 @click.option("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
 @click.option("--only", multiple=True, metavar="SERVICE", help="start only these services (repeatable)")
-def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
+@click.option(
+    "--sample",
+    type=click.Choice(["default", "day"]),
+    default=None,
+    help="replay mode: default (minutes of Binance/Coinbase) or day (24 h of Bitstamp BTC/USD, from the checkout)",
+)
+def up(mode: str | None, duration: float | None, only: tuple[str, ...], sample: str | None) -> None:
     """Start the whole stack as supervised processes; Ctrl-C stops it. Prints a JSON summary at the end."""
     from shared.logs import setup_logging
     from shared.stack import up as run_up
@@ -145,13 +169,38 @@ def up(mode: str | None, duration: float | None, only: tuple[str, ...]) -> None:
     overrides: dict[str, Any] = {"service_name": "up"}
     if mode:
         overrides["mode"] = mode
-    settings = load_settings_or_exit(**overrides)
-    setup_logging(settings.log, "up")
-    summary = asyncio.run(run_up(settings, duration, list(only) or None))
+    with _environment("TRADEWIND_INGEST__REPLAY__SAMPLE", sample):  # the services inherit it, for this run only
+        settings = load_settings_or_exit(**overrides)
+        if settings.mode == "replay" and settings.ingest.replay.data is None and settings.ingest.replay.sample == "day":
+            from shared.samples import SampleMissing, day_sample
+
+            try:
+                day_sample()
+            except SampleMissing as exc:
+                raise InputError(str(exc)) from None
+        setup_logging(settings.log, "up")
+        summary = asyncio.run(run_up(settings, duration, list(only) or None))
     click.echo(json.dumps(summary))
     supervised = {**summary["services"], **summary.get("servers", {})}
     failed = [n for n, s in supervised.items() if s["state"] == "gave_up"]
     sys.exit(1 if failed else 0)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str | None) -> Iterator[None]:
+    """``name=value`` in this process's environment while the block runs (nothing when ``value`` is None)."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @cli.command()
@@ -173,13 +222,14 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
     from shared import monitor
     from shared.bus import connect_redis
 
-    url = running_stack(load_settings_or_exit()).redis
+    settings = load_settings_or_exit()
+    url = running_stack(settings).redis
 
     # Stream names are data: no emoji codes (":book:"), no markup; wide enough when piped.
     console = Console(emoji=False, markup=False, highlight=False, width=None if sys.stdout.isatty() else 200)
 
     async def run() -> None:
-        redis = connect_redis(url, NETWORK_TIMEOUT_S)
+        redis = connect_redis(url, NETWORK_TIMEOUT_S, cluster=settings.bus.cluster)
         try:
             infos, at = await monitor.report(redis, interval, lag_cap=lag_cap)
             if not watch:
@@ -210,6 +260,17 @@ def streams(watch: bool, as_json: bool, interval: float, lag_cap: int) -> None:
 def show_config() -> None:
     """Print the effective settings as JSON (secrets masked)."""
     click.echo(json.dumps(load_settings_or_exit().redacted(), indent=2))
+
+
+@cli.command("keys")
+def control_keys() -> None:
+    """Generate risk:control's HMAC keys for this var dir unless set or already there (what `tradewind up`
+    does): <var_dir>/secrets/tradewind_control, mode 0600, a secrets dir for TRADEWIND_SECRETS_DIR (compose)."""
+    from shared.signing import key_file, stack_keys
+
+    settings = load_settings_or_exit()
+    stack_keys(settings.control, settings.var_dir)
+    click.echo(key_file(settings.var_dir).parent)
 
 
 def _service_command(name: str, help: str) -> click.Command:

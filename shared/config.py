@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from shared.sections.alerts import AlertsSettings
 from shared.sections.arbitrage import ArbitrageSettings
 from shared.sections.base import Section
 from shared.sections.control import ControlSettings
@@ -48,6 +49,7 @@ class BusSettings(Section):
     claim_interval_ms: int = Field(5_000, ge=1, description="how often a consumer looks for such entries")
     max_deliveries: int = Field(5, ge=1, description="deliveries before an entry goes to the dead-letter stream")
     messages_per_entry: int = Field(100, ge=1, le=10_000, description="publisher batches this many per entry")
+    cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster: use the cluster client")
 
 
 class StorageSettings(Section):
@@ -81,7 +83,16 @@ class DashboardSettings(Section):
     enabled: bool = Field(True, description="`tradewind up` starts the dashboard")
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(
+        None, description="operator token: halt/resume need it; off loopback every request does (header or login)"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host header names accepted besides loopback's and the bind host"
+    )
+    equity_interval_s: float = Field(10.0, gt=0, description="how often the equity curve is recorded")
+    control_wait_s: float = Field(
+        5.0, ge=0, description="Halt / Resume wait this long for the services to confirm (as `tradewind halt --wait-s`)"
+    )
 
 
 class Settings(BaseSettings):
@@ -92,7 +103,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    mode: Literal["replay", "paper", "live"] = "replay"
+    mode: Literal["replay", "synth", "paper", "live"] = "replay"
     live: bool = Field(False, description="TRADEWIND_LIVE=1 is one of the three gates of live trading")
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("REDIS_URL", f"{ENV_PREFIX}REDIS_URL", "redis_url")
@@ -115,6 +126,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     arbitrage: ArbitrageSettings = ArbitrageSettings()
     control: ControlSettings = ControlSettings()
+    alerts: AlertsSettings = AlertsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -136,6 +148,14 @@ class Settings(BaseSettings):
     def _policy_root(self) -> Settings:
         if self.executor.policy_dir is None:  # the executor trades what the trainer writes
             self.executor.policy_dir = self.trainer.policy_dir
+        if self.mode == "synth":  # the generated market's defaults, under whatever was set explicitly
+            from shared.synth_mode import apply_synth_defaults
+
+            apply_synth_defaults(self)
+        if self.mode == "replay" and self.ingest.replay.sample == "day" and self.ingest.replay.data is None:
+            from shared.samples import apply_day_defaults
+
+            apply_day_defaults(self)
         return self
 
     def redacted(self) -> dict[str, Any]:

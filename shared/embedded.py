@@ -48,24 +48,27 @@ def free_port(host: str = "127.0.0.1") -> int:
 # One Redis user per role (DESIGN, Safety: "each role's Redis user can write only its own streams").
 # Key patterns only: Redis 6.2 cannot tell read from write on one key, so a role that consumes a
 # stream (XREADGROUP writes the group's state) could also append to it; the signature on risk:control
-# carries the authority there. Every consumer also needs ``dlq:<stream>`` (dead letters) and every
-# publisher ``tw:stats`` (write counters). Read by docker-compose too: deploy/redis/users.acl is
+# carries the authority there. Every consumer also needs ``dlq:{<stream>}`` (dead letters) and every
+# publisher ``tw:stats:{<stream>}`` (write counters). Read by docker-compose too: deploy/redis/users.acl is
 # this table rendered (tests/shared/test_compose.py keeps the two equal).
 SERVICE_COMMANDS = "+@all -@dangerous"  # no FLUSHALL, CONFIG, KEYS, DEBUG, ACL, MONITOR, SHUTDOWN ...
 REDIS_ROLES: dict[str, str] = {
     # market data in, its stats, its recorder's dead letters
-    "ingest": "~md:* ~dlq:md:* ~tw:stats " + SERVICE_COMMANDS,
+    "ingest": "~md:* ~dlq:{md:* ~tw:stats:* " + SERVICE_COMMANDS,
     # strategies: md in, orders:intents out; orders:events (outbox), its claim/outbox keys, durable
-    # halts it raises on a reconcile mismatch (tw:halts + risk:control), risk:events notices
-    "executor": "~md:* ~orders:* ~risk:control ~risk:events ~policy:updates ~tw:executor:* ~tw:halts"
-    " ~tw:stats ~dlq:md:* ~dlq:orders:* ~dlq:risk:control ~dlq:policy:updates " + SERVICE_COMMANDS,
+    # halts it raises on a reconcile mismatch (tw:halts + risk:control), risk:events notices, arb:events records
+    "executor": "~md:* ~orders:* ~arb:events ~risk:control ~risk:events ~policy:updates ~tw:executor:*"
+    " ~tw:halts:{risk:control}"
+    " ~tw:stats:* ~dlq:{md:* ~dlq:{orders:* ~dlq:{risk:control} ~dlq:{policy:updates} " + SERVICE_COMMANDS,
     # md and orders in, hedges on orders:intents, risk:* out, its state, halts
-    "risk": "~md:* ~orders:* ~risk:* ~tw:risk:* ~tw:halts ~tw:stats ~dlq:md:* ~dlq:orders:* ~dlq:risk:* "
-    + SERVICE_COMMANDS,
+    "risk": "~md:* ~orders:* ~risk:* ~tw:risk:* ~tw:halts:{risk:control} ~tw:stats:* ~dlq:{md:* ~dlq:{orders:*"
+    " ~dlq:{risk:* " + SERVICE_COMMANDS,
     # trades in, promoted policies out
-    "trainer": "~md:* ~policy:updates ~tw:stats ~dlq:md:* " + SERVICE_COMMANDS,
+    "trainer": "~md:* ~policy:updates ~tw:stats:* ~dlq:{md:* " + SERVICE_COMMANDS,
     # read-only commands on every key
     "dashboard": "~* -@all +@read +time +ping +select +hello +auth -@dangerous",
+    # read-only too: it follows risk:events, md:status, policy:updates with plain XREAD (no group)
+    "alerts": "~* -@all +@read +time +ping +select +hello +auth -@dangerous",
     # the CLI (`tradewind halt/resume/status/streams`) and `tradewind up` itself: reads every key
     # (status, streams) and writes risk:control / tw:halts; no server administration
     "operator": "~* " + SERVICE_COMMANDS,

@@ -20,14 +20,17 @@ with ``force`` (`tradewind resume --force --reason TEXT`, recorded); any other c
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from shared.bus import as_str, entry_key
 from shared.schemas import RiskControl, encode, streams
 from shared.signing import Signer
 from shared.storage import Database
@@ -60,6 +63,7 @@ def cause_of(control: RiskControl) -> str:
 class Change:
     added: tuple[Halt, ...] = ()
     removed: tuple[str, ...] = ()
+    entry_id: str = ""  # the control's entry on risk:control, once ``send`` published it
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed)
@@ -136,7 +140,8 @@ async def send(
 ) -> list[Change]:
     """Sign ``controls`` as ``signer``, publish them on risk:control and apply their halts and resumes
     to the stored set, in one transaction (retried if another writer changed the set meanwhile); then
-    to PostgreSQL. The one path that publishes controls: everything on the stream is signed here."""
+    to PostgreSQL. The one path that publishes controls: everything on the stream is signed here.
+    Every key of the transaction is in risk:control's hash slot (``streams.HALTS``), as a cluster needs."""
     if not controls:
         return []
     controls = [signer.sign(c) for c in controls]
@@ -159,15 +164,66 @@ async def send(
                         pipe.hdel(streams.HALTS, *change.removed)
                 for c in controls:
                     pipe.xadd(streams.RISK_CONTROL, {streams.FIELD: encode(c)}, maxlen=maxlen, approximate=True)
-                pipe.hincrby(streams.STATS_KEY, f"{streams.RISK_CONTROL}:entries", len(controls))
-                pipe.hincrby(streams.STATS_KEY, f"{streams.RISK_CONTROL}:msgs", len(controls))
-                await pipe.execute()
+                pipe.hincrby(streams.stats_key(streams.RISK_CONTROL), "entries", len(controls))
+                pipe.hincrby(streams.stats_key(streams.RISK_CONTROL), "msgs", len(controls))
+                results = await pipe.execute()
                 break
             except WatchError:
                 continue
+    ids = results[-2 - len(controls) : -2]  # the XADDs' answers, before the two HINCRBYs
+    changes = [replace(c, entry_id=as_str(i)) for c, i in zip(changes, ids, strict=True)]
     if db is not None and any(changes):
         await store(db, changes)
     return changes
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmations:
+    """What the consumer groups of risk:control did with one control entry."""
+
+    confirmed_by: list[str]  # delivered and acknowledged: in force there
+    refused_by: dict[str, str]  # dead-lettered (signature, authority, replay): NOT in force there; group -> why
+    not_confirmed: list[str]  # neither, within the wait: down, stalled or slow
+
+    def as_dict(self) -> dict[str, object]:
+        return {"confirmed_by": self.confirmed_by, "refused_by": self.refused_by, "not_confirmed": self.not_confirmed}
+
+
+async def confirmations(redis: Redis, entry_id: str, wait_s: float) -> Confirmations:
+    """Wait up to ``wait_s`` until every consumer group of risk:control with consumers has handled
+    ``entry_id`` (an executor acknowledges a halt once it is in force and the orders it checked before
+    it are placed); say who did, who refused it (its dead letter names the group) and who did not answer.
+    A group without consumers is not waited for: whoever joins it starts from the durable set. ``wait_s``
+    0: nothing is checked (every list empty)."""
+    if wait_s <= 0:
+        return Confirmations([], {}, [])
+    deadline = time.monotonic() + wait_s
+    target = entry_key(entry_id)
+    while True:
+        handled: list[str] = []
+        pending: list[str] = []
+        for g in await redis.xinfo_groups(streams.RISK_CONTROL):
+            if not g["consumers"]:
+                continue
+            name, delivered = as_str(g["name"]), entry_key(as_str(g["last-delivered-id"]))
+            behind = delivered < target or await redis.xpending_range(streams.RISK_CONTROL, name, entry_id, entry_id, 1)
+            (pending if behind else handled).append(name)
+        if not pending or time.monotonic() >= deadline:
+            refused = await _refusals(redis, entry_id)
+            done = sorted(g for g in handled if g not in refused)
+            return Confirmations(done, {g: refused[g] for g in sorted(refused) if g in handled}, sorted(pending))
+        await asyncio.sleep(0.02)  # polls Redis until the groups catch up or the deadline passes
+
+
+async def _refusals(redis: Redis, entry_id: str) -> dict[str, str]:
+    """Groups that dead-lettered ``entry_id`` (acknowledged it without applying it), with their reason."""
+    out = {}
+    letters = await redis.xrange(streams.dead_letter(streams.RISK_CONTROL), min=entry_id, max="+")
+    for _, fields in letters or []:
+        f = {as_str(k): as_str(v) for k, v in (fields or {}).items() if as_str(k) != streams.FIELD}
+        if f.get("id") == entry_id:
+            out[f.get("group", "?")] = f.get("error", "")
+    return out
 
 
 async def store(db: Database, changes: Iterable[Change]) -> None:

@@ -1,10 +1,12 @@
-"""Prometheus metrics every service exposes: messages in/out, processing latency, errors, reconnects."""
+"""Prometheus metrics every service exposes: messages in/out, processing latency, errors, reconnects;
+and the gauges one service sets for all: the risk service its equity, PnL, exposure and drawdowns,
+the dashboard the streams' lengths and consumer lag (deploy/monitoring's Grafana panels query these)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from shared.config import MetricsSettings
 
@@ -39,6 +41,17 @@ class ServiceMetrics:
             ["service", "target"],
             registry=self.registry,
         )
+        venue, r = ["service", "venue"], self.registry  # venue "*": the whole portfolio
+        self.equity = Gauge("tradewind_equity", "Portfolio equity in the quote asset (risk)", venue, registry=r)
+        self.pnl = Gauge("tradewind_pnl", "PnL by kind: realized, unrealized (risk)", [*venue, "kind"], registry=r)
+        self.exposure = Gauge("tradewind_exposure", "Exposure by kind: gross, net (risk)", [*venue, "kind"], registry=r)
+        self.drawdown = Gauge(
+            "tradewind_drawdown", "Drawdown from the peak: intraday, total (risk)", ["service", "window"], registry=r
+        )
+        self.stream_length = Gauge("tradewind_stream_length", "Entries in a stream", labels, registry=r)
+        self.consumer_lag = Gauge(
+            "tradewind_consumer_lag", "Entries a consumer group has not read yet", [*labels, "group"], registry=r
+        )
 
     def count_in(self, stream: str, n: int) -> None:
         self.messages_in.labels(self.service, stream).inc(n)
@@ -54,6 +67,28 @@ class ServiceMetrics:
 
     def reconnect(self, target: str) -> None:
         self.reconnects.labels(self.service, target).inc()
+
+    def record_risk(self, state: dict[str, Any]) -> None:
+        """Set the PnL and exposure gauges from the risk service's state (``tw:risk:state``'s JSON)."""
+        if state.get("equity") is not None:
+            self.equity.labels(self.service, "*").set(state["equity"])
+        for window in ("intraday", "total"):
+            self.drawdown.labels(self.service, window).set(state.get(f"drawdown_{window}") or 0.0)
+        for name, v in state.get("venues", {}).items():
+            if v.get("equity") is not None:
+                self.equity.labels(self.service, name).set(v["equity"])
+            for kind in ("realized", "unrealized"):
+                self.pnl.labels(self.service, name, kind).set(v.get(f"{kind}_pnl") or 0.0)
+            for kind in ("gross", "net"):
+                self.exposure.labels(self.service, name, kind).set(v.get(f"{kind}_exposure") or 0.0)
+
+    def record_streams(self, rows: list[dict[str, Any]]) -> None:
+        """Set the stream gauges from ``shared.monitor.as_json`` rows (the `tradewind streams` data)."""
+        for s in rows:
+            self.stream_length.labels(self.service, s["name"]).set(s["length"])
+            for g in s["groups"]:
+                if g.get("lag") is not None:
+                    self.consumer_lag.labels(self.service, s["name"], g["name"]).set(g["lag"])
 
     def serve(self, settings: MetricsSettings) -> int:
         """Expose /metrics over HTTP; return the bound port (0 in settings picks a free one)."""

@@ -2,7 +2,7 @@
 
 Redis 6.2 has no ``lag`` field in XINFO GROUPS, so lag is counted: the entries after the group's
 last-delivered id, read in pages up to ``lag_cap`` (a larger lag shows as "≥cap"). On Redis 7
-the server's own ``lag`` is used.
+the server's own ``lag`` is used. On a Redis Cluster the streams of every primary are shown.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from rich.table import Table
 
+from shared.bus import entry_key
 from shared.schemas import streams
 
 
@@ -50,11 +51,6 @@ def _ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 async def stream_names(redis: Redis) -> list[str]:
     names = [_s(k) async for k in redis.scan_iter(match="*", _type="stream", count=1000)]
     return sorted(names)
@@ -86,7 +82,7 @@ async def group_info(
     capped = False
     if g.get("lag") is not None:  # Redis >= 7 computes it
         lag = int(g["lag"])
-    elif last == "0-0" or first_id is None or _id_key(last) < _id_key(first_id):
+    elif last == "0-0" or first_id is None or entry_key(last) < entry_key(first_id):
         lag = length  # nothing delivered yet, or everything delivered was trimmed away
     else:
         lag, capped = await _count_after(redis, stream, last, lag_cap)
@@ -96,9 +92,14 @@ async def group_info(
 async def sample(redis: Redis, lag_cap: int = 10_000) -> dict[str, StreamInfo]:
     """One reading of every stream in the database."""
     now_ms = int(float(".".join(_s(x) for x in await redis.time())) * 1000)
-    stats = {_s(k): int(v) for k, v in (await redis.hgetall(streams.STATS_KEY)).items()}
+    names = await stream_names(redis)
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(streams.stats_key(name))
+    counters = await pipe.execute() if names else []
     out: dict[str, StreamInfo] = {}
-    for name in await stream_names(redis):
+    for name, raw_stats in zip(names, counters, strict=True):
+        stats = {_s(k): int(v) for k, v in raw_stats.items()}
         info = {_s(k): v for k, v in (await redis.xinfo_stream(name)).items()}
         length = int(info["length"])
         last_id = _s(info["last-generated-id"])
@@ -107,7 +108,7 @@ async def sample(redis: Redis, lag_cap: int = 10_000) -> dict[str, StreamInfo]:
         age = (now_ms - _ms(last_id)) / 1000 if last_id != "0-0" else None
         s = StreamInfo(
             name, length, last_id, age,
-            entries_written=stats.get(f"{name}:entries"), msgs_written=stats.get(f"{name}:msgs"),
+            entries_written=stats.get("entries"), msgs_written=stats.get("msgs"),
         )  # fmt: skip
         for raw in await redis.xinfo_groups(name):
             s.groups.append(await group_info(redis, name, raw, length, first_id, lag_cap))

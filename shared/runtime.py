@@ -172,7 +172,7 @@ async def service_context(
     async with contextlib.AsyncExitStack() as stack:
         metrics = service_metrics(settings)
         stack.push_async_callback(asyncio.to_thread, metrics.close)
-        redis = connect_redis(str(redis_url))
+        redis = connect_redis(str(redis_url), cluster=settings.bus.cluster)
         stack.push_async_callback(redis.aclose)
         db = None
         if db_url and database != "unused":

@@ -24,13 +24,14 @@ from shared.config import Settings, mask_url
 from shared.embedded import OPERATOR, EmbeddedPostgres, EmbeddedRedis, role_passwords, write_private
 from shared.schemas import streams
 from shared.signing import SIGNING_SERVICES, stack_keys
+from shared.stack_events import give_up_reporter
 from shared.storage import Database
 from shared.supervisor import ServerSpec, ServiceSpec, Supervisor, python_module
 
 log = logging.getLogger(__name__)
 
 # Start order; a service whose `services.<name>.service` module does not exist yet is skipped.
-SERVICES = ("ingest", "executor", "risk", "trainer", "dashboard")
+SERVICES = ("ingest", "executor", "risk", "trainer", "dashboard", "alerts")
 
 
 def available_services() -> list[str]:
@@ -101,25 +102,31 @@ class Servers:
             server.stop()
 
 
-async def stream_counters(redis_url: str) -> dict[str, dict[str, int]]:
-    """Entries and messages written per stream, from the publishers' counters."""
+async def stream_counters(redis_url: str, cluster: bool = False) -> dict[str, dict[str, int]]:
+    """Entries and messages written per stream, from the publishers' counters (every node's, on a cluster)."""
     from shared.bus import connect_redis
 
-    redis = connect_redis(redis_url)
+    redis = connect_redis(redis_url, cluster=cluster)
+    out: dict[str, dict[str, int]] = {}
     try:
-        raw = await redis.hgetall(streams.STATS_KEY)
+        async for raw_key in redis.scan_iter(match=f"{streams.STATS_PREFIX}*", count=1000):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            stream = streams.stats_stream(key)
+            if stream is not None:
+                fields = await redis.hgetall(key)
+                out[stream] = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in fields.items()}
     finally:
         await redis.aclose()
-    out: dict[str, dict[str, int]] = {}
-    for key, value in raw.items():
-        stream, _, kind = (key.decode() if isinstance(key, bytes) else key).rpartition(":")
-        out.setdefault(stream, {})[kind] = int(value)
-    return out
+    return dict(sorted(out.items()))
 
 
 async def up(settings: Settings, duration: float | None, only: list[str] | None = None) -> dict[str, Any]:
     """Run the stack until SIGINT/SIGTERM or ``duration``; return the summary."""
     started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    requested = asyncio.Event()  # Ctrl-C while the servers start: a clean stop once they are up, not a traceback
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, requested.set)
     servers = Servers.start(settings)
     try:
         db = await Database.connect(servers.database_url, settings.storage)
@@ -153,19 +160,23 @@ async def up(settings: Settings, duration: float | None, only: list[str] | None 
             )
             for i, name in enumerate(names)
         ]
-        supervisor = Supervisor(specs, settings.supervisor, servers=servers.supervised())
-        loop = asyncio.get_running_loop()
+        supervisor = Supervisor(
+            specs,
+            settings.supervisor,
+            servers=servers.supervised(),
+            on_give_up=give_up_reporter(servers.redis_url, settings.bus),  # an alert (services.alerts)
+        )
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, supervisor.stop)
-        try:
-            services = await supervisor.run(duration)
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, supervisor.stop)  # replaces the start-up handler
+        if requested.is_set():
+            supervisor.stop()
+        services = await supervisor.run(duration)
         counters = {}
         with contextlib.suppress(Exception):
-            counters = await stream_counters(servers.redis_url)
+            counters = await stream_counters(servers.redis_url, settings.bus.cluster)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         servers.stop()
     return {
         "event": "summary",

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -73,6 +73,7 @@ class Supervisor:
         settings: SupervisorSettings,
         console: Console | None = None,
         servers: Sequence[ServerSpec] = (),
+        on_give_up: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         names = [*(s.name for s in servers), *(s.name for s in specs)]
         if len(set(names)) != len(names):
@@ -81,6 +82,7 @@ class Supervisor:
         self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.services = {s.name: ServiceState(s, COLOURS[i % len(COLOURS)]) for i, s in enumerate(specs)}
         self.servers = {s.name: ServiceState(s, "white") for s in servers}
+        self.on_give_up = on_give_up  # told (name, why) after a give-up: `tradewind up` raises an alert
         self._stopping = asyncio.Event()
         self._width = max((len(n) for n in names), default=0)
 
@@ -175,13 +177,10 @@ class Supervisor:
             svc.crash_times.popleft()
         if len(svc.crash_times) > self.settings.crash_loop_restarts:
             svc.state = "gave_up"
-            self.say(
-                svc.spec.name,
-                svc.colour,
-                f"crash loop: exited {len(svc.crash_times)} times within {self.settings.crash_loop_window_s:g}s "
-                f"(last: {what}); giving up on it, the others keep running",
-                "bold red",
-            )
+            window = f"{self.settings.crash_loop_window_s:g}s"
+            why = f"crash loop: exited {len(svc.crash_times)} times within {window} (last: {what})"
+            self.say(svc.spec.name, svc.colour, f"{why}; giving up on it, the others keep running", "bold red")
+            await self._report_give_up(svc, why)
             return False
         svc.state = "restarting"
         self.say(svc.spec.name, svc.colour, f"{what}; restarting in {svc.backoff:.1f}s", "red")
@@ -193,6 +192,15 @@ class Supervisor:
         svc.restarts += 1
         svc.backoff = min(svc.backoff * 2, self.settings.restart_backoff_max_s)
         return True
+
+    async def _report_give_up(self, svc: ServiceState, why: str) -> None:
+        """Tell ``on_give_up``; a report that fails or hangs is said and dropped, never fatal here."""
+        if self.on_give_up is None:
+            return
+        try:
+            await asyncio.wait_for(self.on_give_up(svc.spec.name, why), 10)
+        except Exception as exc:  # the Redis it reports to may be the server just given up on
+            self.say(svc.spec.name, svc.colour, f"could not report the give-up: {exc!r}", "red")
 
     async def _pump(self, svc: ServiceState, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None

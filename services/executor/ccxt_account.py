@@ -56,6 +56,13 @@ def make_exchange(venue: CcxtVenue) -> Any:
     return exchange
 
 
+async def transfer_to_margin(client: Any, asset: str, amount: Decimal) -> str:
+    """Move ``amount`` of ``asset`` from the spot wallet into the cross-margin wallet (an internal
+    transfer: instant and free on Binance); the risk rule's margin top-up. Returns the venue's transfer id."""
+    result = await client.transfer(asset, float(amount), "spot", "margin")
+    return str(result.get("id") or (result.get("info") or {}).get("tranId"))
+
+
 def _rows(venue: str, wallet: str, bal: dict[str, Any]) -> list[VenueBalance]:
     out = []
     for asset, b in bal.items():

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
+import ccxt
+
 from services.executor import ccxt_account as account
 from services.executor.ccxt_account import make_exchange
+from services.executor.ccxt_audit import AuditReference
 from services.executor.ccxt_outcomes import STATUS, Lookups, is_refusal, new_fills
-from services.executor.gateway import Gateway, Report, VenueBalance, VenueOrder
+from services.executor.gateway import Gateway, Report, StoredOrder, TransferRefused, VenueBalance, VenueOrder
 from shared.bounded import LruDict
 from shared.ids import invalid_reason
 from shared.paper import LedgerEntry, dec
@@ -64,7 +67,7 @@ class CcxtGateway(Gateway):
         self._events: list[OrderEvent] = []
         self._ledger: list[LedgerEntry] = []
         self._positions: list[Position] = []
-        self._expected: dict[str, dict[tuple[str, str], Decimal]] = {}  # venue -> (wallet, asset) -> total
+        self._audit = AuditReference()
         self._started_ms = int(time.time() * 1000)
         self.lookups = Lookups(venues, self.client, self._record, self._event, self._started_ms)
         self._streams: dict[str, asyncio.Task[None]] = {}
@@ -95,11 +98,15 @@ class CcxtGateway(Gateway):
         )
 
     async def submit(self, intent: OrderIntent) -> None:
+        with self._audit.acting(intent.exchange):
+            if intent.cancel:
+                await self._cancel(intent)
+            else:
+                await self._place(intent)
+
+    async def _place(self, intent: OrderIntent) -> None:
         client = self.client(intent.exchange)
         cid = intent.client_order_id
-        if intent.cancel:
-            await self._cancel(intent)
-            return
         why = invalid_reason(cid)
         if why:
             log.warning("%s: %s; not sent", intent.exchange, why)
@@ -201,6 +208,7 @@ class CcxtGateway(Gateway):
     def _record(
         self, cid: str, venue: str, symbol: str, side: str, order: dict[str, Any], margin_mode: str | None
     ) -> None:
+        self._audit.reported(venue)
         status = STATUS.get(order.get("status") or "open", "accepted")
         filled = dec(order.get("filled") or 0)
         seen = self._seen_filled
@@ -239,9 +247,7 @@ class CcxtGateway(Gateway):
 
     def _entry(self, venue: str, wallet: str, asset: str, delta: Decimal, kind: str, ref: str, ts: int) -> None:
         self._ledger.append(LedgerEntry(venue, wallet, asset, delta, kind, ref, ts))
-        expected = self._expected.get(venue)
-        if expected is not None:
-            expected[(wallet, asset)] = expected.get((wallet, asset), Decimal(0)) + delta
+        self._audit.moved(venue, wallet, asset, delta)
 
     def _ledger_fill(self, venue: str, wallet: str, side: str, base: str, quote: str, f: Fill) -> None:
         qty, notional = dec(f.amount), dec(f.price) * dec(f.amount)
@@ -326,6 +332,30 @@ class CcxtGateway(Gateway):
     def track(self, intent: OrderIntent) -> None:
         self.lookups.track(intent)
 
+    async def follow(self, order: StoredOrder) -> None:
+        """Follow a resting order of an earlier run from the fills our records hold: read it once now (it may
+        have filled while no executor ran), then its reports count like those of our own orders."""
+        i, cid = order.intent, order.intent.client_order_id
+        if i.exchange not in self.clients:
+            log.warning("%s rests on %s, which is not a configured live venue: not followed", cid, i.exchange)
+            return
+        if cid in self._open or cid in self._seen_filled or cid in self._done_filled or cid in self.lookups.pending:
+            return  # this run follows it already (found, resent or looked up at start-up)
+        self._seen_filled[cid] = order.filled
+        self._open[cid] = Tracked(i.exchange, i.symbol, order.venue_order_id, i.side, i.margin_mode)  # reports count
+        params: dict[str, Any] = {"clientOrderId": cid}
+        if i.margin_mode:
+            params["marginMode"] = i.margin_mode
+        try:
+            found = await self.client(i.exchange).fetch_order(order.venue_order_id or None, i.symbol, params)
+        except Exception as exc:  # it cannot be read now: looked up (reported unknown) until it can
+            log.warning("%s: reading %s, left open by an earlier run, failed: %s", i.exchange, cid, exc)
+            self._open.pop(cid, None)
+            self.lookups.track(i)
+            return
+        if dec(found.get("filled") or 0) != self._seen_filled.get(cid) or found.get("status") != "open":
+            self._record(cid, i.exchange, i.symbol, i.side, found, i.margin_mode)  # older than a report: ignored
+
     # ---- the account -------------------------------------------------------------------------
 
     async def open_orders(self) -> list[VenueOrder]:
@@ -337,11 +367,8 @@ class CcxtGateway(Gateway):
     async def balances(self) -> list[VenueBalance]:
         """Every wallet of every live venue; refreshes the positions ``positions()`` returns."""
         out, positions = [], []
-        busy = {t.venue for t in self._open.values()} | self.lookups.busy_venues()
         for venue, client in self.clients.items():
             wallets = await account.wallet_balances(venue, self.venues[venue], client)
-            if venue not in self._expected and venue not in busy:  # the audit's reference from the first read
-                self._expected[venue] = account.totals(wallets)
             out += wallets
             positions += await account.open_positions(venue, self.venues[venue], client)
         self._positions = positions
@@ -353,44 +380,70 @@ class CcxtGateway(Gateway):
     async def audit(self) -> dict[str, list[str]]:
         """Compare each idle venue's balances and open orders with what our reports say; return what differs.
 
-        A venue with an order in flight or of unknown outcome is skipped this round: its fills may be
-        on their way. The reference is the first read of the venue's balances (at start-up), moved by our fills
-        and loans since.
+        A venue with an order open, in flight or of unknown outcome is skipped this round: its fills may be
+        on their way; so is one where anything happened while we read it (``ccxt_audit``). The reference is
+        the previous counted read of the venue's balances, moved by our fills, loans and transfers since. The
+        first round only takes it: never at start-up, where the orders an earlier run left are still being
+        looked up and recorded (the read would already hold their fills, and recording them moves it again).
         """
         out: dict[str, list[str]] = {}
-        busy = {t.venue for t in self._open.values()} | self.lookups.busy_venues()
         for venue, client in self.clients.items():
-            if venue in busy:
+            mark = self._audit.mark(venue)
+            if not self._quiet(venue, mark):
                 continue
             cfg = self.venues[venue]
             actual = await account.wallet_balances(venue, cfg, client)
             orders = await account.venue_open_orders(venue, cfg, client)
+            if not self._quiet(venue, mark):
+                continue
             diffs = [f"{venue}: open order {o.client_order_id or '?'} on {o.symbol} we did not place" for o in orders]
-            expected = self._expected.get(venue)
+            expected = self._audit.expected.get(venue)
             if expected is not None:
                 diffs += account.balance_differences(venue, expected, actual, cfg.audit_tolerance)
-            self._expected[venue] = account.totals(actual)
+            self._audit.expected[venue] = account.totals(actual)
             if diffs:
                 out[venue] = diffs
         return out
 
+    def _quiet(self, venue: str, mark: int) -> bool:
+        """Nothing of ``venue`` open, in flight or looked up, and nothing recorded there since ``mark``."""
+        if any(t.venue == venue for t in self._open.values()) or venue in self.lookups.busy_venues():
+            return False
+        return self._audit.quiet_since(venue, mark)
+
     async def borrow(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
         client = self.client(exchange)
-        if wallet.startswith("isolated:"):
-            await client.borrow_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
-        else:
-            await client.borrow_cross_margin(asset, float(amount))
+        with self._audit.acting(exchange):
+            if wallet.startswith("isolated:"):
+                await client.borrow_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
+            else:
+                await client.borrow_cross_margin(asset, float(amount))
         now = time.time_ns()  # the loan adds to free and to debt alike: our expected net totals stay put
         self._ledger.append(LedgerEntry(exchange, wallet, asset, amount, "borrow", f"borrow-{now}", now))
 
     async def repay(self, exchange: str, asset: str, amount: Decimal, wallet: str) -> None:
         client = self.client(exchange)
-        if wallet.startswith("isolated:"):
-            await client.repay_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
-        else:
-            await client.repay_cross_margin(asset, float(amount))
+        with self._audit.acting(exchange):
+            if wallet.startswith("isolated:"):
+                await client.repay_isolated_margin(wallet.split(":", 1)[1], asset, float(amount))
+            else:
+                await client.repay_cross_margin(asset, float(amount))
         now = time.time_ns()
         self._ledger.append(LedgerEntry(exchange, wallet, asset, -amount, "repay", f"repay-{now}", now))
+
+    async def move(self, exchange: str, asset: str, amount: Decimal, from_wallet: str, to_wallet: str) -> str:
+        """Spot → cross margin only (``ccxt_account.transfer_to_margin``); booked in the audit's reference."""
+        if (from_wallet, to_wallet) != ("spot", "cross") or exchange not in self.clients:
+            raise TransferRefused(f"{exchange}: no {from_wallet} -> {to_wallet} transfer through ccxt")
+        try:
+            with self._audit.acting(exchange):
+                tid = await account.transfer_to_margin(self.client(exchange), asset, amount)
+        except ccxt.ExchangeError as exc:  # the venue answered with an error: not moved (a NetworkError: unknown)
+            raise TransferRefused(f"{exchange} refused the transfer: {exc}") from None
+        now = time.time_ns()
+        self._entry(exchange, from_wallet, asset, -amount, "transfer", tid, now)
+        self._entry(exchange, to_wallet, asset, amount, "transfer", tid, now)
+        return tid
 
     async def withdraw(self, exchange: str, asset: str, amount: Decimal, address: str, to_venue: str = "") -> str:
         """Withdraw to an allow-listed address only; anything else is refused before ccxt is called."""
@@ -400,7 +453,8 @@ class CcxtGateway(Gateway):
                 f"withdrawal of {asset} from {exchange} to {address!r} refused: not in "
                 f"executor.live_venues.{exchange}.withdraw_allowlist.{asset}"
             )
-        result = await self.client(exchange).withdraw(asset, float(amount), address)
+        with self._audit.acting(exchange):
+            result = await self.client(exchange).withdraw(asset, float(amount), address)
         return str(result.get("id"))
 
     async def close(self) -> None:

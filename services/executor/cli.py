@@ -33,14 +33,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-async def collect(dsn: str, redis_url: str | None = None) -> dict[str, Any]:
-    """Everything `status` shows, as plain data (decimals as exact strings); ``redis_url`` adds live risk state."""
+async def collect(dsn: str, redis_url: str | None = None, *, cluster: bool = False) -> dict[str, Any]:
+    """Everything `status` shows, as plain data (decimals as exact strings); ``redis_url`` adds live risk state
+    (``cluster``: it names a Redis Cluster node)."""
     conn = await asyncpg.connect(dsn, timeout=NETWORK_TIMEOUT_S, command_timeout=NETWORK_TIMEOUT_S)
     try:
         data = await _collect(conn)
     finally:
         await conn.close()
-    state = await read_risk_state(redis_url) if redis_url else None
+    state = await read_risk_state(redis_url, cluster=cluster) if redis_url else None
     risk = data["risk"]
     risk["source"] = "redis" if state is not None else "postgres"
     risk["state"] = state
@@ -53,14 +54,14 @@ async def collect(dsn: str, redis_url: str | None = None) -> dict[str, Any]:
     return data
 
 
-async def read_risk_state(redis_url: str) -> dict[str, Any] | None:
+async def read_risk_state(redis_url: str, *, cluster: bool = False) -> dict[str, Any] | None:
     """The risk service's latest state, or None when Redis is unreachable or the service never wrote it."""
     from redis.exceptions import RedisError
 
     from shared.bus import connect_redis
     from shared.schemas import streams
 
-    redis = connect_redis(redis_url, REDIS_TIMEOUT_S)
+    redis = connect_redis(redis_url, REDIS_TIMEOUT_S, cluster=cluster)
     try:
         raw = await asyncio.wait_for(redis.get(streams.RISK_STATE), REDIS_TIMEOUT_S)
     except (OSError, RedisError, TimeoutError):
@@ -274,7 +275,7 @@ def status(as_json: bool) -> None:
             dsn = stopped_stack.start()
     try:
         with reaching("PostgreSQL", dsn):
-            data = asyncio.run(collect(dsn, redis_url))
+            data = asyncio.run(collect(dsn, redis_url, cluster=settings.bus.cluster))
     finally:
         if stopped_stack is not None:
             stopped_stack.stop()

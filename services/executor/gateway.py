@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from shared.paper import LedgerEntry, PaperExchange, dec
+from shared.paper import InsufficientBalance, LedgerEntry, PaperExchange, dec
 from shared.paper.positions import Position
 from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskEvent, Trade
 
@@ -85,6 +85,10 @@ class Records(Protocol):
 OPEN_STATUSES = ("accepted", "partially_filled")
 
 
+class TransferRefused(RuntimeError):
+    """The venue definitely did not move the funds (any other error from ``Gateway.move``: it may have)."""
+
+
 class Gateway(Protocol):
     """What the executor needs from a venue.
 
@@ -92,6 +96,11 @@ class Gateway(Protocol):
     market data and tells nothing without a round trip); a gateway subclassing this protocol
     inherits them, and the paper venue overrides them.
     """
+
+    # Orders handed over in-process (no network wait): the executor's strategies may then submit from
+    # the market-data handler (one hop); a venue across the network gets them through the intents stream,
+    # so market data never waits on its HTTP round trip.
+    in_process: bool = False
 
     async def submit(self, intent: OrderIntent) -> None:
         """Send a new order or, when ``intent.cancel``, a cancel; the outcome arrives via ``poll``."""
@@ -133,6 +142,11 @@ class Gateway(Protocol):
 
     async def withdraw(self, exchange: str, asset: str, amount: Decimal, address: str, to_venue: str = "") -> str: ...
 
+    async def move(self, exchange: str, asset: str, amount: Decimal, from_wallet: str, to_wallet: str) -> str:
+        """Move funds between two wallets of one venue (an internal transfer); return the venue's transfer id.
+        Raise ``TransferRefused`` when it certainly did not happen; any other error leaves it unknown."""
+        ...
+
     def positions(self) -> list[Position]: ...
 
     async def close(self) -> None: ...
@@ -141,6 +155,11 @@ class Gateway(Protocol):
 
     async def restore(self, records: Records, initial_balances: Mapping[str, Mapping[str, float]]) -> None:
         """Rebuild the venue's state from our records before anything trades (a real venue holds its own)."""
+        return None
+
+    async def follow(self, order: StoredOrder) -> None:
+        """An order an earlier run left open (our records hold its fills so far): report what becomes of it
+        from there. A simulated venue restores its own orders in ``restore``."""
         return None
 
     async def record_start(self, records: Records, balances: list[VenueBalance]) -> None:
@@ -172,6 +191,7 @@ class PaperGateway:
     """The paper exchange behind the gateway interface; fed market data by the executor."""
 
     poll_interval_s = 0.005  # reports are due at known times (``next_due``); this only bounds the wait
+    in_process = True
 
     def __init__(self, exchange: PaperExchange, clock: Clock = time.time_ns) -> None:
         self.exchange = exchange
@@ -210,6 +230,9 @@ class PaperGateway:
     def track(self, intent: OrderIntent) -> None:
         raise AssertionError("the paper venue always knows its orders")
 
+    async def follow(self, order: StoredOrder) -> None:
+        return None  # ``restore`` put the resting orders back in the paper book
+
     async def audit(self) -> dict[str, list[str]]:
         return {}  # the simulated venue is the record itself
 
@@ -237,6 +260,14 @@ class PaperGateway:
         if not to_venue:
             raise ValueError("paper withdrawals need the receiving venue (to_venue)")
         return self.exchange.transfer(exchange, to_venue, asset, dec(amount), self.clock()).transfer_id
+
+    async def move(self, exchange: str, asset: str, amount: Decimal, from_wallet: str, to_wallet: str) -> str:
+        if exchange not in self.exchange.venues:
+            raise TransferRefused(f"{exchange} is not a paper venue")
+        try:
+            return self.exchange.move(exchange, asset, amount, from_wallet, to_wallet, self.clock())
+        except InsufficientBalance as exc:  # refused before any wallet changed
+            raise TransferRefused(str(exc)) from None
 
     def positions(self) -> list[Position]:
         """Positions with their margin loan, interest and (isolated) liquidation price filled in."""

@@ -2,9 +2,11 @@
 
 Start-up order matters for exactly-once execution: restore the venue (the paper venue from
 PostgreSQL), reconcile orders claimed but possibly never sent (ask the venue; resubmit what it
-never got), and only then consume new intents. Market data (`md:book:*`, `md:trades:*`) goes to
-the gateway (a simulated venue fills against it) and to the strategies the settings turn on
-(``services.executor.strategies``), whose intents take the same path as everyone's.
+never got), and only then consume new intents and wallet transfers (``services.executor.transfers``).
+Market data (`md:book:*`, `md:trades:*`) goes to the gateway (a simulated venue fills against it)
+and to the strategies the settings turn on (``services.executor.strategies``), whose intents go
+straight to the order path (``services.executor.order_path``: journaled to ``orders:intents`` in the
+claim's round trip).
 
 Every intent passes ``shared.pretrade.PreTradeGuard`` inline; its rejection reason reaches
 ``orders:events``. The guard learns mids from the books, free balances and positions from the
@@ -22,7 +24,6 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -30,9 +31,11 @@ from redis.asyncio import Redis
 from services.executor import guarding
 from services.executor.gateway import Gateway, Report, VenueBalance
 from services.executor.gateways import build_gateway
-from services.executor.store import UNSENT_STATUSES, ExecutorStore
+from services.executor.order_path import OrderPath
+from services.executor.store import OPEN_STATUSES, UNSENT_STATUSES, ExecutorStore
 from services.executor.strategies.base import StrategyContext
 from services.executor.strategies.host import StrategyHost
+from services.executor.transfers import Transfers
 from shared import halts, pretrade
 from shared.bus import Consumer, Delivery, RedisBus, Verify
 from shared.config import Settings
@@ -46,8 +49,6 @@ from shared.storage import Database
 
 log = logging.getLogger(__name__)
 
-CLAIM_KEY = "tw:executor:claim:"  # + client order id: SET NX before an order is sent
-CLAIM_TTL_S = 7 * 86400
 # The strategies' groups on orders:events and policy:updates, after the executor's group; "-arb" is the
 # name the first strategy fed order reports gave it, kept so a running stack's group is not orphaned.
 ORDER_EVENTS_GROUP, POLICY_GROUP = "-arb", "-policy"
@@ -89,13 +90,25 @@ class Executor:
         except SigningError as exc:
             log.warning("executor: %s; its reconcile halts will hold in this process only", exc)
             self.signer = None
-        self._reduce_only: set[str] = set()  # reduce-only orders sent, not yet acknowledged: halts let them rest
-        self.strategies = StrategyHost(StrategyContext(settings, self.run_id, self.store, gateway.free_balance))
-        self.submit_latency_ns: deque[int] = deque(maxlen=100_000)  # intent.ts → handed to the gateway
+        self.strategies = StrategyHost(
+            StrategyContext(
+                settings,
+                self.run_id,
+                self.store,
+                gateway.free_balance,
+                publish=self.bus.publish,
+                withdraw=gateway.withdraw,
+                knows=gateway.knows,
+            )
+        )
         self.ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self.orders = OrderPath(self.bus, self.store, gateway, self.guard, self.run_id, self._wake.set, metrics)
+        self.submit_latency_ns = self.orders.submit_latency_ns  # intent.ts → handed to the gateway
+        self.transfers = Transfers(redis, settings.bus, gateway, self.run_id, self._wake.set)
         gateway.on_report(self._wake.set)  # pushed order updates are stored at once
         self._stopping = asyncio.Event()
+        self.reconciled = False  # until start-up reconciliation is done, no audit: it would take a half-done reference
         self._consumers: list[Consumer] = []
         self._next_delivery: int | None = None
         self._unstored: list[tuple[list[Report], list[LedgerEntry], list[VenueBalance]]] = []
@@ -129,15 +142,11 @@ class Executor:
         await self.gateway.record_start(self.store, balances)
         await guarding.learn_positions_and_orders(self.guard, self.gateway)
 
-    async def _send_cancels(self, cancels: list[OrderIntent]) -> None:
-        for cancel in cancels:
-            await self.gateway.submit(cancel)
-        if cancels:
-            self._wake.set()
-
     async def reconcile(self) -> int:
-        """Resubmit orders that were claimed but that the venue never received; return how many."""
+        """Resubmit orders that were claimed but that the venue never received (return how many); look up
+        those of unknown outcome; follow those an earlier run left resting (they may have filled meanwhile)."""
         pending = await self.store.orders_in(UNSENT_STATUSES)
+        resting = await self.store.orders_in(OPEN_STATUSES)  # read before this run changes any status
         await self._wait_for_prices({(o.intent.exchange, o.intent.symbol) for o in pending})
         resent = []
         for order in pending:
@@ -160,6 +169,8 @@ class Executor:
             resent.append(i.client_order_id)
         for order in await self.store.orders_in(("unknown",)):  # an earlier run was still looking these up
             self.gateway.track(order.intent)
+        for order in resting:  # resting when an earlier run stopped
+            await self.gateway.follow(order)
         if resent:
             log.info("reconciled: resubmitted %d orders the venue never received", len(resent))
         return len(resent)
@@ -193,8 +204,11 @@ class Executor:
         reports = watched.start(self._reports_loop(), "reports")
         try:
             await self.reconcile()
+            self.reconciled = True
+            self.orders.open = True  # in-process intents now skip the stream's hop (still journaled on it)
             group = self.cfg.group
-            self._consumer([streams.ORDERS_INTENTS], group, self._on_intents)
+            self._consumer([streams.ORDERS_INTENTS], group, self.orders.on_intents)
+            self._consumer([streams.ORDERS_TRANSFERS], f"{group}-transfers", self.transfers.on_transfers)
             self._consumer([streams.RISK_CONTROL], f"{group}-control", self._on_control, verify=self.gate.verify)
             if self.strategies.wants("order_event"):
                 self._consumer([streams.ORDERS_EVENTS], group + ORDER_EVENTS_GROUP, self._on_order_events, "$")
@@ -255,98 +269,34 @@ class Executor:
             elif isinstance(m, Trade):
                 self.gateway.on_market_data(m)
                 intents += self.strategies.on_trade(m)
-        await self._publish(intents)
+        await self.orders.direct(intents)
         await self.strategies.flush()
 
     async def _on_order_events(self, deliveries: list[Delivery]) -> None:
         events = (m for d in deliveries for m in d.messages if isinstance(m, OrderEvent))
-        await self._publish(self.strategies.on_order_events(events))
+        await self.orders.direct(self.strategies.on_order_events(events))
         await self.strategies.flush()
 
     async def _on_policies(self, deliveries: list[Delivery]) -> None:
         updates = (m for d in deliveries for m in d.messages if isinstance(m, PolicyUpdate))
-        await self._publish(await self.strategies.on_policies(updates))
+        await self.orders.direct(await self.strategies.on_policies(updates))
 
     async def _start_strategies(self) -> None:
-        await self._publish(await self.strategies.start())
-
-    async def _publish(self, intents: list[OrderIntent]) -> None:
-        if intents:
-            await self.bus.publish(streams.ORDERS_INTENTS, intents)
-
-    async def _on_intents(self, deliveries: list[Delivery]) -> None:
-        intents: dict[str, OrderIntent] = {}
-        cancels: list[OrderIntent] = []
-        for d in deliveries:
-            for m in d.messages:
-                if isinstance(m, OrderIntent):
-                    if m.cancel:
-                        cancels.append(m)
-                    else:
-                        intents.setdefault(m.client_order_id, m)  # a duplicate within the batch
-        fresh = await self._claim(intents)
-        if self.metrics and len(fresh) < len(intents):
-            self.metrics.error("duplicate_intent")
-        rejected, sent = [], []
-        for cid in fresh:
-            intent = intents[cid]
-            reason = self.guard.check(intent, time.time_ns())
-            if reason:
-                rejected.append(
-                    OrderEvent(
-                        cid, intent.exchange, intent.symbol, intent.side, "rejected", time.time_ns(), reason=reason
-                    )
-                )
-            else:
-                await self.gateway.submit(intent)
-                self.submit_latency_ns.append(time.time_ns() - intent.ts)
-                if intent.reduce_only:
-                    self._reduce_only.add(cid)
-            sent.append(intent)
-        await self._send_cancels(cancels)
-        await self.store.save_orders(sent)
-        if rejected:
-            await self.store.record([(e, 0) for e in rejected], [], [], [])
-            await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
-        self._wake.set()
-
-    async def _claim(self, intents: dict[str, OrderIntent]) -> list[str]:
-        """Return the client ids this delivery must execute, in order; duplicates are dropped.
-
-        An id already claimed but without an order row was claimed by a run that died before storing
-        it: the venue is asked, and the order is sent again only if the venue never received it.
-        """
-        if not intents:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for cid in intents:
-            pipe.set(f"{CLAIM_KEY}{cid}", self.run_id, nx=True, ex=CLAIM_TTL_S)
-        won = dict(zip(intents, await pipe.execute(), strict=True))
-        retried = [cid for cid, ok in won.items() if not ok]
-        if retried:
-            stored = await self.store.existing(retried)
-            unknown = []
-            for cid in retried:
-                if cid in stored:
-                    continue
-                i = intents[cid]
-                known = await self.gateway.knows(cid, i.exchange, i.symbol)
-                if known is None:  # never resend a claimed id blindly: find out what became of it
-                    self.gateway.track(i)
-                    unknown.append(i)
-                elif not known:
-                    won[cid] = True
-            await self.store.save_orders(unknown)
-        return [cid for cid, ok in won.items() if ok]
+        await self.orders.direct(await self.strategies.start())
 
     async def _on_control(self, deliveries: list[Delivery]) -> None:
         """Apply halts, resumes, limit changes and heartbeats before any await: the next check sees them.
+        A halt then waits for the orders checked before it to be placed and cancels what rests (one placed
+        meanwhile when its acknowledgement arrives); only then is the entry acknowledged (`tradewind halt`
+        waits for that).
 
         Every entry here passed ``self.gate.verify`` (signed, within its signer's authority, no replay);
         stale ones, signed before the window, are skipped: the durable halt set covers those."""
         cancels: list[OrderIntent] = []
+        halting = False
         for m in self.gate.fresh(m for d in deliveries for m in d.messages):
             cancels += self.guard.on_control(m, time.time_ns())
+            halting |= m.action == "halt"
             if m.action != "heartbeat":
                 log.info(
                     "risk control: %s %s %s %s (%s)",
@@ -356,7 +306,9 @@ class Executor:
                     m.limits or "",
                     m.signer,
                 )
-        await self._send_cancels(cancels)
+        if halting:
+            await self.orders.placed()
+        await self.orders.send_cancels(cancels)
 
     async def _reports_loop(self) -> None:
         idle = self.gateway.poll_interval_s
@@ -367,7 +319,7 @@ class Executor:
             except Exception:  # a storage outage must not kill the loop; reports stay queued in the venue
                 log.exception("storing order reports failed; retrying")
                 await asyncio.sleep(1.0)
-            if time.monotonic() >= next_audit:
+            if self.reconciled and time.monotonic() >= next_audit:  # never before start-up reconciliation
                 next_audit = time.monotonic() + self.cfg.reconcile_interval_s
                 try:
                     await self._audit()
@@ -390,7 +342,7 @@ class Executor:
         ledger = self.gateway.drain_ledger()
         if reports or ledger:
             self._unstored.append((reports, ledger, []))
-        late_cancels = guarding.late_cancels(self.guard, reports, self._reduce_only)
+        late_cancels = guarding.late_cancels(self.guard, reports, self.orders.reduce_only)
         if self._unstored:
             touched = {(x.venue, x.wallet, x.asset) for x in ledger}
             for e, _ in reports:  # locks move without a ledger entry: store the order's assets too
@@ -413,7 +365,7 @@ class Executor:
             await self.store.publish_outbox(self.redis, self.settings.bus, time.time_ns())
             self._next_delivery = await self.store.next_delivery()
             await self._publish_notices()
-        await self._send_cancels(late_cancels)
+        await self.orders.send_cancels(late_cancels)
 
     async def _audit(self) -> None:
         """Halt every venue whose balances or open orders differ from what our reports say, naming the
@@ -434,7 +386,7 @@ class Executor:
                 issued_by="executor",
                 cause="reconcile",
             )
-            await self._send_cancels(self.guard.on_control(halt, now))  # in force here before anything else
+            await self.orders.send_cancels(self.guard.on_control(halt, now))  # in force here before anything else
             if self.signer is None:
                 log.error(
                     "reconcile halt of %s not published: no risk key to sign it (TRADEWIND_CONTROL__RISK_KEY)", venue

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 __all__ = ["OPEN_STATUSES", "UNSENT_STATUSES", "ExecutorStore", "StoredOrder"]
 
 UNSENT_STATUSES = ("submitted",)  # handed to the venue, no report stored yet: it may never have arrived
-PUBLISHED_MARKER = "tw:executor:published:"  # + outbox id; set in the same MULTI as the XADD
+# + outbox id; set in the same MULTI as the XADD, so in orders:events' hash slot (one node of a cluster)
+PUBLISHED_MARKER = "tw:executor:published:{orders:events}:"
 
 
 def d(x: float) -> Decimal:
@@ -110,13 +111,29 @@ class ExecutorStore:
         ]
 
     async def held_by_strategy(self, strategy: str) -> dict[tuple[str, str], float]:
-        """Net base amount the strategy's filled orders hold per market (what it holds after a restart)."""
+        """Net base amount the strategy's filled orders hold per market (what it holds after a restart):
+        fills, less the fees the venue took in the base asset."""
         rows = await self.db.fetch(
-            "SELECT exchange, symbol, sum(CASE WHEN side = 'buy' THEN filled ELSE -filled END) AS net"
-            " FROM orders WHERE strategy = $1 GROUP BY exchange, symbol",
+            "SELECT o.exchange, o.symbol,"
+            " sum(CASE WHEN o.side = 'buy' THEN o.filled ELSE -o.filled END) - coalesce(sum(f.fee), 0) AS net"
+            " FROM orders o LEFT JOIN LATERAL (SELECT sum(fee) AS fee FROM fills WHERE fills.client_order_id ="
+            " o.client_order_id AND fills.fee_asset = split_part(o.symbol, '/', 1)) f ON true"
+            " WHERE o.strategy = $1 GROUP BY o.exchange, o.symbol",
             strategy,
         )
         return {(r["exchange"], r["symbol"]): float(r["net"]) for r in rows if r["net"]}
+
+    async def base_fee_fills(self, client_order_ids: Sequence[str]) -> dict[str, set[str]]:
+        """Per order, the stored fills whose fee was taken in the base asset (already off ``held_by_strategy``)."""
+        rows = await self.db.fetch(
+            "SELECT f.client_order_id, f.fill_id FROM fills f JOIN orders o USING (client_order_id)"
+            " WHERE f.client_order_id = ANY($1::text[]) AND f.fee > 0 AND f.fee_asset = split_part(o.symbol, '/', 1)",
+            list(client_order_ids),
+        )
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            out.setdefault(r["client_order_id"], set()).add(r["fill_id"])
+        return out
 
     async def record(
         self,
@@ -237,8 +254,8 @@ class ExecutorStore:
                 pipe.set(f"{PUBLISHED_MARKER}{r['id']}", b"1", ex=7 * 86400)
                 sent += 1
         if sent:
-            pipe.hincrby(streams.STATS_KEY, f"{streams.ORDERS_EVENTS}:entries", sent)
-            pipe.hincrby(streams.STATS_KEY, f"{streams.ORDERS_EVENTS}:msgs", sent)
+            pipe.hincrby(streams.stats_key(streams.ORDERS_EVENTS), "entries", sent)
+            pipe.hincrby(streams.stats_key(streams.ORDERS_EVENTS), "msgs", sent)
             await pipe.execute()
         await self.db.execute("UPDATE order_events SET published = true WHERE id = ANY($1::bigint[])", ids)
         return sent

@@ -15,6 +15,9 @@ line                                             record
 anything else, e.g. ``{...}``                    ``frame`` (plain: one raw frame per line, no time)
 ===============================================  =======================================
 
+A file whose first line is ``<13-digit ms> order_created|...|trade|order_book {...}`` is Bitstamp's
+2015 Level 3 log (obAnalytics' recorder), read by ``l3log`` as v2 traffic.
+
 A *session* is what one recording run produced: for cryptofeed the ``<EX>.0`` start-up file
 (market list), the ``<EX>.http.N.0`` REST snapshots and the ``<EX>.ws.N.0`` connections, merged
 in time order; for hftbacktest the files of one folder in name order (they roll at 00:00 UTC).
@@ -22,16 +25,14 @@ in time order; for hftbacktest the files of one folder in name order (they roll 
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-RecordKind = Literal["config", "open", "sent", "rest", "frame"]
+from services.ingest import l3log
+from services.ingest.records import CaptureError, Record, RecordKind, Session, open_text
 
 _URL_LINE = re.compile(r"^(\w+://\S+) (<->|<-|->) (\d+(?:\.\d+)?)(?:: ?(.*))?$", re.S)
 _TS_LINE = re.compile(r"^(\d{9,11}\.\d*|\d{9,11}): ?(.*)$", re.S)
@@ -41,41 +42,6 @@ _NS_LINE = re.compile(r"^(\d{16,20}) (.*)$", re.S)
 _CRYPTOFEED_NAMES = {"COINBASE": "coinbase", "BINANCE_FUTURES": "binance_futures", "BINANCE_US": "binance_us"}
 # hftbacktest's file prefixes (examples/<market>/...) -> exchange names.
 _HFT_PREFIXES = {"spot": "binance", "usdm": "binance_futures", "cm": "binance_delivery"}
-
-
-class CaptureError(Exception):
-    """A capture cannot be read at all (missing, unreadable, not text)."""
-
-
-@dataclass(slots=True)
-class Record:
-    kind: RecordKind
-    data: str  # payload, body or configuration JSON
-    ts: int | None = None  # local receive time, ns UTC; None for plain lines
-    url: str = ""
-    line: int = 0  # 1-based line in ``source``
-    source: str = ""
-    conn: int = 0  # which websocket connection of the session (one per ws file)
-
-
-@dataclass
-class Session:
-    """One recording run of one venue, records merged in time order."""
-
-    venue: str | None
-    path: Path
-    records: list[Record] = field(default_factory=list)
-
-    def rest(self, contains: str) -> list[Record]:
-        """REST records whose URL contains ``contains`` (e.g. ``exchangeInfo``)."""
-        return [r for r in self.records if r.kind == "rest" and contains in r.url]
-
-    def frames(self) -> Iterator[Record]:
-        return (r for r in self.records if r.kind == "frame")
-
-    def duration_ns(self) -> int:
-        stamps = [r.ts for r in self.records if r.ts is not None]
-        return (max(stamps) - min(stamps)) if stamps else 0
 
 
 def parse_line(text: str, line: int = 0, source: str = "", conn: int = 0) -> Record | None:
@@ -105,18 +71,6 @@ def parse_line(text: str, line: int = 0, source: str = "", conn: int = 0) -> Rec
 def _seconds_to_ns(text: str) -> int:
     whole, _, frac = text.partition(".")
     return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
-
-
-def open_text(path: Path) -> Iterator[str]:
-    """Yield the lines of a text file, gunzipping it when it is gzip (by content, not by name)."""
-    try:
-        with open(path, "rb") as probe:
-            gz = probe.read(2) == b"\x1f\x8b"
-        opener = gzip.open if gz else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            yield from fh
-    except (OSError, EOFError) as exc:
-        raise CaptureError(f"{path}: cannot read ({exc})") from None
 
 
 def read_records(path: Path, conn: int = 0) -> Iterator[Record]:
@@ -171,6 +125,8 @@ def load_session(path: Path, venue: str | None = None) -> Session:
     m = _CF_SINGLE.match(stem)
     if m:
         return Session(venue or cryptofeed_venue(m.group("ex")), path, list(read_records(path)))
+    if l3log.is_l3_log(next(open_text(path), "")):  # the generator (and file) ends with this line
+        return l3log.session(path, venue)
     records = list(read_records(path))
     return Session(venue or _hft_venue(path) or sniff_venue(records), path, records)
 

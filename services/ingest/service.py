@@ -1,9 +1,10 @@
 """The ingest service: venue connectors -> normalized messages on Redis, plus the recorder.
 
 In ``replay`` mode (the `make run` default) it starts the built-in replay exchange in-process
-on ``ingest.replay.data`` (default: the real Binance sample shipped in ``sample/``), looping at
+on ``ingest.replay.data`` (default: ``ingest.replay.sample``, see ``samples.py``), looping at
 the recorded pace, and connects the *production* connectors to it - the same code that runs in
-``paper`` / ``live`` mode against the venues configured in ``ingest.venues``.
+``paper`` / ``live`` mode against the venues configured in ``ingest.venues``. In ``synth`` mode the
+replay exchange serves a market generated at start instead (``synth.py``), as venue ``synth``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 from redis.asyncio import Redis
@@ -23,6 +23,8 @@ from services.ingest.connector import Connector
 from services.ingest.feed import BusSink, SymbolMap
 from services.ingest.recorder import Recorder
 from services.ingest.replay import ReplayServer
+from services.ingest.samples import replay_data
+from services.ingest.synth import synth_session
 from services.ingest.venues import get
 from shared.bus import RedisBus
 from shared.config import Settings
@@ -31,10 +33,9 @@ from shared.publisher import Publisher
 from shared.runtime import Need, ServiceTasks, service_context
 from shared.sections.ingest import VenueSettings
 from shared.storage import Database
+from shared.synth_market import EXCHANGE, SYMBOL, SynthParams
 
 log = logging.getLogger(__name__)
-
-SAMPLE = Path(__file__).parent / "sample"
 
 
 class Ingest:
@@ -66,14 +67,21 @@ class Ingest:
                 yield connector.exchange, book
 
     async def venues(self) -> dict[str, VenueSettings]:
-        """The venues to connect to: the replay exchange's in replay mode, else the enabled ones."""
+        """The venues to connect to: the replay exchange's in replay and synth mode, else the enabled ones."""
         ingest = self.settings.ingest
-        if self.settings.mode != "replay":
+        if self.settings.mode not in ("replay", "synth"):
             return {name: v for name, v in ingest.venues.items() if v.enabled and v.symbols}
         replay = ingest.replay
-        self.server = ReplayServer.from_path(
-            replay.data or SAMPLE, speed=replay.speed, loop=replay.loop, host=replay.host, port=replay.port
-        )
+        if self.settings.mode == "synth":  # the generated market, in memory, at its own pace, never looped
+            synth = ingest.synth
+            params = SynthParams(seed=synth.seed, theta=synth.theta, sigma=synth.sigma, drift=synth.drift)
+            sessions = {EXCHANGE: [synth_session(params, synth.minutes)]}
+            self.server = ReplayServer(sessions, speed=1.0, loop=False, host=replay.host, port=replay.port)
+            log.info("synth: generated %.0f minutes of %s %s (seed %d)", synth.minutes, EXCHANGE, SYMBOL, synth.seed)
+        else:
+            self.server = ReplayServer.from_path(
+                replay_data(replay), speed=replay.speed, loop=replay.loop, host=replay.host, port=replay.port
+            )
         await self.server.start()
         return {name: self.server.venue_settings(name, ingest.venues.get(name)) for name in self.server.sessions}
 

@@ -1,17 +1,20 @@
 """Flash-crash detector: pure, fed one market-data message at a time, per venue and symbol.
 
-Signals, each computed in O(1) per message:
+Signals, each computed in O(1) amortised per message:
 
-- velocity: the fall from the highest price of the last ``window_s`` seconds, and that fall in
-  units of the window's volatility (1-second returns, EWMA variance, floored for quiet markets);
+- velocity, over each horizon of ``windows_s`` (5, 30, 120 s by default: flash crashes last
+  seconds to minutes): the fall from the horizon's highest price, and that fall in units of the
+  horizon's volatility (1-second returns, EWMA variance, floored for quiet markets, scaled by
+  the square root of the horizon);
 - depth: bid value within ``depth_band`` of mid against its running average;
 - spread: against its running average (floored at 1 bp, so a one-tick widening is not news);
-- flow: (taker sells - taker buys) / taker volume over the window;
+- flow: (taker sells - taker buys) / taker volume over the triggering horizon;
 - divergence: price against the median of the same asset's price on other venues, net of their
-  usual basis (most crashes are single-venue).
+  usual basis (a crash on one venue; when every venue falls together there is no calm venue and
+  the other signals carry the verdict).
 
-A crash starts on a velocity trigger (``min_drop`` deep and ``z_threshold`` volatilities)
-corroborated by ``confirmations`` of the other signals, or on a divergence of
+A crash starts on a velocity trigger on any horizon (``min_drop`` deep and ``z_threshold``
+volatilities) corroborated by ``confirmations`` of the other signals, or on a divergence of
 ``divergence_alone`` from the composite. States go normal → crash → recovery → normal (a new low
 in recovery goes back to crash); every transition is a ``Transition`` with its evidence.
 """
@@ -48,6 +51,47 @@ class Transition:
 
 
 @dataclass(slots=True)
+class Horizon:
+    """One velocity horizon of one market: the window's highest price and its taker flow."""
+
+    ns: int
+    sqrt_s: float
+    highs: deque[tuple[int, float]] = field(default_factory=deque)  # monotonic: window maximum at [0]
+    flow: deque[tuple[int, float]] = field(default_factory=deque)  # (ts, +sell / -buy amount)
+    sell: float = 0.0
+    total: float = 0.0
+
+    def slide(self, ts: int, price: float) -> None:
+        highs = self.highs
+        while highs and highs[-1][1] <= price:
+            highs.pop()
+        highs.append((ts, price))
+        horizon = ts - self.ns
+        while highs[0][0] < horizon:
+            highs.popleft()
+        flow = self.flow
+        while flow and flow[0][0] < horizon:
+            _, signed = flow.popleft()
+            self.total -= abs(signed)
+            if signed > 0:
+                self.sell -= signed
+
+    def add_flow(self, ts: int, signed: float) -> None:
+        self.flow.append((ts, signed))
+        self.total += abs(signed)
+        if signed > 0:
+            self.sell += signed
+
+    def imbalance(self) -> float:
+        """(sells - buys) / volume of the window's taker trades; 0 without trades."""
+        return (2 * self.sell - self.total) / self.total if self.total > 1e-12 else 0.0
+
+    def reset(self, ts: int, price: float) -> None:
+        self.highs.clear()
+        self.highs.append((ts, price))
+
+
+@dataclass(slots=True)
 class Market:
     """Running statistics of one venue's market: price, highs, trough, crash state.
 
@@ -58,14 +102,14 @@ class Market:
     exchange: str
     symbol: str
     key: str
+    horizons: list[Horizon]
     state: State = "normal"
     price: float = 0.0
     bid: float = 0.0
     ask: float = 0.0
     started_ns: int = 0
     updated_ns: int = 0
-    highs: deque[tuple[int, float]] = field(default_factory=deque)  # monotonic: window maximum at [0]
-    lows: deque[tuple[int, float]] = field(default_factory=deque)  # monotonic: window minimum at [0]
+    lows: deque[tuple[int, float]] = field(default_factory=deque)  # shortest horizon, monotonic: minimum at [0]
     var_1s: float = 0.0
     sample_ns: int = 0
     sample_price: float = 0.0
@@ -74,15 +118,17 @@ class Market:
     depth_avg: float = 0.0
     spread_avg: float = 0.0
     spread: float = 0.0
-    flow: deque[tuple[int, float]] = field(default_factory=deque)
-    flow_sell: float = 0.0
-    flow_total: float = 0.0
     basis: float = 1.0  # usual price / composite
     basis_n: int = 0
     ref_price: float = 0.0  # the pre-crash high
     trough: float = 0.0
     trough_ns: int = 0
     crash_ns: int = 0
+
+    @property
+    def highs(self) -> deque[tuple[int, float]]:
+        """The shortest horizon's highs (the hedger asks how far a venue fell lately)."""
+        return self.horizons[0].highs
 
 
 class CrashDetector:
@@ -92,7 +138,7 @@ class CrashDetector:
         self.s = settings
         self.markets: dict[tuple[str, str], Market] = {}
         self.by_key: dict[str, list[Market]] = {}
-        self.window_ns = int(settings.window_s * NS)
+        self.windows_s = sorted(settings.windows_s)
         self.stale_ns = int(settings.stale_composite_s * NS)
         self.calm_ns = int(settings.calm_s * NS)
         self.warmup_ns = int(settings.warmup_s * NS)
@@ -101,7 +147,8 @@ class CrashDetector:
     def market(self, exchange: str, symbol: str) -> Market:
         m = self.markets.get((exchange, symbol))
         if m is None:
-            m = self.markets[(exchange, symbol)] = Market(exchange, symbol, asset_key(symbol))
+            horizons = [Horizon(int(w * NS), math.sqrt(w)) for w in self.windows_s]
+            m = self.markets[(exchange, symbol)] = Market(exchange, symbol, asset_key(symbol), horizons)
             self.by_key.setdefault(m.key, []).append(m)
         return m
 
@@ -138,12 +185,10 @@ class CrashDetector:
     def on_trade(self, trade: Trade) -> Transition | None:
         """Feed a trade: its price moves the price series, its side the flow imbalance."""
         m = self.market(trade.exchange, trade.symbol)
-        ts = trade.recv_ts
-        sell = trade.amount if trade.side == "sell" else 0.0
-        m.flow.append((ts, trade.amount if trade.side == "sell" else -trade.amount))
-        m.flow_sell += sell
-        m.flow_total += trade.amount
-        return self._on_price(m, trade.price, ts)
+        signed = trade.amount if trade.side == "sell" else -trade.amount
+        for h in m.horizons:
+            h.add_flow(trade.recv_ts, signed)
+        return self._on_price(m, trade.price, trade.recv_ts)
 
     # ---- the state machine ------------------------------------------------------------------
 
@@ -157,21 +202,9 @@ class CrashDetector:
         if ts - m.started_ns < self.warmup_ns:
             self._learn(m, price, ts)
             return None
-        high = m.highs[0][1]
-        drop = 1.0 - price / high
-        window_vol = max(math.sqrt(m.var_1s), self.s.vol_floor) * math.sqrt(self.s.window_s)
         div = self._divergence(m, ts)
         if m.state == "normal":
-            z = drop / window_vol
-            velocity = drop >= self.s.min_drop and z >= self.s.z_threshold
-            alone = div is not None and div <= -self.s.divergence_alone
-            if velocity or alone:  # only then look at the other signals (depth walks the book)
-                confirmations = self._confirmations(m, div)
-                if alone or confirmations >= self.s.confirmations:
-                    m.ref_price, m.trough, m.trough_ns, m.crash_ns = high, price, ts, ts
-                    return self._move(m, "crash", ts, drop=drop, z=z, confirmations=confirmations, divergence=div)
-            self._learn(m, price, ts)
-            return None
+            return self._judge(m, price, ts, div)
         self._learn(m, price, ts)
         if price < m.trough:
             m.trough, m.trough_ns = price, ts
@@ -180,10 +213,10 @@ class CrashDetector:
             return None
         fall = m.ref_price - m.trough
         retraced = (price - m.trough) / fall if fall > 0 else 1.0
-        # calm: no new low for calm_s, the window's range small, and no longer dislocated from other venues
+        # calm: no new low for calm_s, the short window's range small, no longer dislocated from other venues
         calm = (
             ts - m.trough_ns >= self.calm_ns
-            and high / m.lows[0][1] - 1.0 < self.s.min_drop / 2
+            and m.highs[0][1] / m.lows[0][1] - 1.0 < self.s.min_drop / 2
             and (div is None or div > -self.s.divergence)
         )
         if m.state == "crash" and (retraced >= self.s.recovery_bounce or calm):
@@ -192,26 +225,37 @@ class CrashDetector:
             return self._move(m, "normal", ts, retraced=retraced, duration_s=(ts - m.crash_ns) / NS, divergence=div)
         return None
 
+    def _judge(self, m: Market, price: float, ts: int, div: float | None) -> Transition | None:
+        """Normal state: does this price start a crash?"""
+        vol = max(math.sqrt(m.var_1s), self.s.vol_floor)
+        alone = div is not None and div <= -self.s.divergence_alone
+        for h in m.horizons:
+            high = h.highs[0][1]
+            drop = 1.0 - price / high
+            z = drop / (vol * h.sqrt_s)
+            if not alone and (drop < self.s.min_drop or z < self.s.z_threshold):
+                continue
+            # only now look at the other signals (depth walks the book)
+            confirmations = self._confirmations(m, h, div)
+            if alone or confirmations >= self.s.confirmations:
+                m.ref_price, m.trough, m.trough_ns, m.crash_ns = high, price, ts, ts
+                horizon_s = h.ns / NS
+                return self._move(
+                    m, "crash", ts, drop=drop, z=z, horizon_s=horizon_s, confirmations=confirmations, divergence=div
+                )
+        self._learn(m, price, ts)
+        return None
+
     def _slide(self, m: Market, price: float, ts: int) -> None:
-        highs = m.highs
-        while highs and highs[-1][1] <= price:
-            highs.pop()
-        highs.append((ts, price))
+        for h in m.horizons:
+            h.slide(ts, price)
         lows = m.lows
         while lows and lows[-1][1] >= price:
             lows.pop()
         lows.append((ts, price))
-        horizon = ts - self.window_ns
-        while highs[0][0] < horizon:
-            highs.popleft()
+        horizon = ts - m.horizons[0].ns
         while lows[0][0] < horizon:
             lows.popleft()
-        flow = m.flow
-        while flow and flow[0][0] < horizon:
-            _, signed = flow.popleft()
-            m.flow_total -= abs(signed)
-            if signed > 0:
-                m.flow_sell -= signed
 
     def _learn(self, m: Market, price: float, ts: int) -> None:
         """Sample 1-second returns and bid depth, after the verdict: a crash never teaches itself."""
@@ -253,14 +297,14 @@ class CrashDetector:
             m.basis += (ratio - m.basis) / min(m.basis_n, 500)
         return div
 
-    def _confirmations(self, m: Market, div: float | None) -> int:
+    def _confirmations(self, m: Market, h: Horizon, div: float | None) -> int:
         s = self.s
         n = 0
         if m.depth_avg and self.depth(m) < s.depth_collapse * m.depth_avg:
             n += 1
         if m.spread_avg and m.spread > s.spread_blowout * m.spread_avg:
             n += 1
-        if m.flow_total and (2 * m.flow_sell - m.flow_total) / m.flow_total >= s.flow_imbalance:
+        if h.imbalance() >= s.flow_imbalance:
             n += 1
         if div is not None and div <= -s.divergence:
             n += 1
@@ -276,7 +320,7 @@ class CrashDetector:
             "vol_1s": math.sqrt(m.var_1s),
             "depth_ratio": self.depth(m) / m.depth_avg if m.depth_avg else 1.0,
             "spread_ratio": m.spread / m.spread_avg if m.spread_avg else 1.0,
-            "flow_imbalance": (2 * m.flow_sell - m.flow_total) / m.flow_total if m.flow_total else 0.0,
+            "flow_imbalance": m.horizons[0].imbalance(),
         }
 
     def _move(self, m: Market, to: State, ts: int, **extra: float | None) -> Transition:
@@ -285,8 +329,8 @@ class CrashDetector:
         transition = Transition(m.exchange, m.symbol, m.state, to, ts, evidence)
         m.state = to
         if to == "normal":
-            m.highs.clear()
-            m.highs.append((ts, m.price))
+            for h in m.horizons:
+                h.reset(ts, m.price)
             m.lows.clear()
             m.lows.append((ts, m.price))
             m.sample_ns, m.sample_price = ts, m.price

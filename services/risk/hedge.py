@@ -41,18 +41,32 @@ class PortfolioView(Protocol):
     def resting_bids(self, venue: str) -> list[tuple[str, str]]: ...
 
 
+@dataclass(frozen=True)
+class TopUp:
+    """Move collateral between two wallets of one venue (spot → cross margin), before any buy-back."""
+
+    venue: str
+    asset: str
+    amount: float
+    ts: int
+    from_wallet: str = "spot"
+    to_wallet: str = "cross"
+
+
 @dataclass
 class Actions:
-    """What one decision asks for: orders and cancels, control messages, risk events."""
+    """What one decision asks for: orders and cancels, control messages, risk events, collateral moves."""
 
     intents: list[OrderIntent] = field(default_factory=list)
     controls: list[RiskControl] = field(default_factory=list)
     events: list[RiskEvent] = field(default_factory=list)
+    top_ups: list[TopUp] = field(default_factory=list)
 
     def extend(self, other: Actions) -> None:
         self.intents += other.intents
         self.controls += other.controls
         self.events += other.events
+        self.top_ups += other.top_ups
 
 
 @dataclass
@@ -137,8 +151,8 @@ class Hedger:
             for m in candidates
             if m is not crashing
             and m.state == "normal"
-            and m.highs
-            and 1.0 - m.price / m.highs[0][1] >= self.s.follow_ratio * fall
+            and m.horizons[-1].highs
+            and 1.0 - m.price / m.horizons[-1].highs[0][1] >= self.s.follow_ratio * fall  # its longest window
         ]
         if followers:
             return max(followers, key=self.detector.depth)

@@ -5,6 +5,12 @@ Built from the paper start balances (``executor.initial_balances``) and every fi
 instead of its spot wallet: a margin sell borrows the base it sells, a reduce-only buy repays.
 Assets are valued in USD through the mids of ``ASSET/USD``-like markets on any venue
 (stablecoins count 1:1); assets with no mark yet are left out of equity, and say so.
+
+Margin top-ups (spot → margin transfers the executor makes, ``WalletTransfer`` on ``orders:events``)
+move a venue's stablecoin collateral into its margin account; one asked for and not yet answered
+already counts in the margin level (so the rule does not buy back what it saves), until its outcome
+comes or ``PENDING_NS`` passes. One that failed, or went unanswered, stops top-ups on that venue for
+``BLOCKED_NS``: its margin level is then restored by buy-backs.
 """
 
 from __future__ import annotations
@@ -14,8 +20,11 @@ from dataclasses import dataclass, field
 from services.risk.crash import asset_key
 from shared.bounded import LruDict, LruSet
 from shared.pretrade import split_symbol
-from shared.schemas import OrderEvent, OrderIntent
+from shared.schemas import OrderEvent, OrderIntent, WalletTransfer
 
+NS = 1_000_000_000
+PENDING_NS = 30 * NS  # the executor answers a transfer in well under this (ccxt's timeout included)
+BLOCKED_NS = 300 * NS
 USD_LIKE = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "DAI"})
 DAY_NS = 86_400 * 1_000_000_000
 SEEN_FILLS_KEPT = 200_000  # fill ids (and margin intents) remembered: far more than orders:events holds unread
@@ -25,6 +34,7 @@ SEEN_FILLS_KEPT = 200_000  # fill ids (and margin intents) remembered: far more 
 class MarginAccount:
     quote: float = 0.0  # quote held in the margin wallet (collateral + short proceeds)
     debt: dict[str, float] = field(default_factory=dict)  # base asset -> borrowed
+    asset: str = ""  # the quote ``quote`` is held in, once a margin fill named it
 
 
 @dataclass
@@ -45,6 +55,11 @@ class Portfolio:
     peak_day: float = 0.0
     day: int = -1
     marks_grace_until_ns: int = 0  # until then, a holding with no mark yet suspends the drawdown measure
+    pending_transfers: dict[str, WalletTransfer] = field(default_factory=dict)  # id -> top-up asked, unanswered
+    seen_transfers: LruSet[str] = field(default_factory=lambda: LruSet(SEEN_FILLS_KEPT))  # done ones applied
+    # venue transfer ids already in the balances this portfolio was restored from (see ``restore``)
+    stored_transfers: LruSet[str] = field(default_factory=lambda: LruSet(SEEN_FILLS_KEPT))
+    top_up_blocked: dict[str, int] = field(default_factory=dict)  # venue -> ns until which no top-up is asked
 
     @classmethod
     def from_balances(cls, initial: dict[str, dict[str, float]]) -> Portfolio:
@@ -81,6 +96,7 @@ class Portfolio:
             sign = 1.0 if event.side == "buy" else -1.0
             if margin_intent is not None:
                 acc = self.margin.setdefault(event.exchange, MarginAccount())
+                acc.asset = acc.asset or quote
                 acc.quote -= sign * value + (fill.fee if fill.fee_asset == quote else 0.0)
                 acc.debt[base] = max(acc.debt.get(base, 0.0) - sign * qty, 0.0)
             else:
@@ -89,6 +105,46 @@ class Portfolio:
                 wallet[quote] = wallet.get(quote, 0.0) - sign * value
                 wallet[fill.fee_asset] = wallet.get(fill.fee_asset, 0.0) - fill.fee
             self._realize(event.exchange, base, quote, sign * qty, fill.price)
+
+    def expect_transfer(self, transfer: WalletTransfer) -> None:
+        """A top-up asked of the executor: counted in the margin level until its outcome comes."""
+        self.pending_transfers[transfer.transfer_id] = transfer
+
+    def on_transfer(self, transfer: WalletTransfer, now: int) -> None:
+        """A transfer's outcome: a done one moves the collateral (once); a failed one blocks top-ups a while.
+        "unknown" counts as not moved: the margin level errs low, towards buy-backs."""
+        if transfer.status == "requested" or transfer.transfer_id in self.seen_transfers:
+            return
+        if transfer.venue_transfer_id and transfer.venue_transfer_id in self.stored_transfers:
+            self.pending_transfers.pop(transfer.transfer_id, None)
+            self.seen_transfers.add(transfer.transfer_id)  # delivered again after a restart: already stored
+            return
+        self.pending_transfers.pop(transfer.transfer_id, None)
+        if transfer.status != "done":
+            self.top_up_blocked[transfer.exchange] = now + BLOCKED_NS
+            return
+        self.seen_transfers.add(transfer.transfer_id)
+        wallet = self.balances.setdefault(transfer.exchange, {})
+        wallet[transfer.asset] = wallet.get(transfer.asset, 0.0) - transfer.amount
+        self.margin.setdefault(transfer.exchange, MarginAccount()).quote += transfer.amount
+
+    def settle_transfers(self, now: int) -> None:
+        """Forget top-ups the executor never answered (they block the venue's top-ups) and lift blocks that are over."""
+        for tid, t in list(self.pending_transfers.items()):
+            if now - t.ts > PENDING_NS:
+                del self.pending_transfers[tid]
+                self.top_up_blocked[t.exchange] = now + BLOCKED_NS
+        self.top_up_blocked = {v: until for v, until in self.top_up_blocked.items() if until > now}
+
+    def _pending(self, venue: str, wallet: str, asset: str | None = None) -> float:
+        """Collateral on its way into (``wallet`` "margin") or out of ("spot") the venue's wallet."""
+        return sum(
+            t.amount
+            for t in self.pending_transfers.values()
+            if t.exchange == venue
+            and (t.to_wallet != "spot" if wallet == "margin" else t.from_wallet == wallet)
+            and asset in (None, t.asset)
+        )
 
     def _realize(self, venue: str, base: str, quote: str, signed: float, price: float) -> None:
         qty, avg = self.entry.get((venue, base), (0.0, 0.0))
@@ -135,15 +191,28 @@ class Portfolio:
             if mark is None:
                 return None
             owed += debt * mark
-        return acc.quote / owed if owed > 0 else None
+        return (acc.quote + self._pending(venue, "margin")) / owed if owed > 0 else None
 
     def margin_assets(self, venue: str) -> float:
         acc = self.margin.get(venue)
-        return acc.quote if acc else 0.0
+        return acc.quote + self._pending(venue, "margin") if acc else 0.0
 
     def margin_debts(self, venue: str) -> dict[str, float]:
         acc = self.margin.get(venue)
         return dict(acc.debt) if acc else {}
+
+    def top_up_funds(self, venue: str) -> tuple[str, float] | None:
+        """The stablecoin the margin account is held in (else the one most held in spot) and how much of it the
+        spot wallet holds beyond the top-ups already asked for; None while the venue's top-ups are blocked."""
+        acc = self.margin.get(venue)
+        if acc is None or venue in self.top_up_blocked:
+            return None
+        spot = self.balances.get(venue, {})
+        held = [a for a in spot if a in USD_LIKE]
+        asset = acc.asset if acc.asset in USD_LIKE else max(held, key=lambda a: spot[a], default="")
+        if not asset:
+            return None
+        return asset, max(spot.get(asset, 0.0) - self._pending(venue, "spot", asset), 0.0)
 
     def venue_equity(self, venue: str) -> tuple[float, list[str]]:
         """USD value of the venue's wallets, and the assets left out for want of a mark."""

@@ -37,8 +37,11 @@ class Recorder:
         self.db = db
         self.signer = signer  # the risk service's key, or the operator's for `tradewind halt/resume`
 
-    async def emit(self, events: Sequence[RiskEvent] = (), controls: Sequence[RiskControl] = ()) -> None:
-        await halts.send(self.bus.redis, controls, signer=self.signer, maxlen=self.bus.settings.maxlen, db=self.db)
+    async def emit(self, events: Sequence[RiskEvent] = (), controls: Sequence[RiskControl] = ()) -> list[halts.Change]:
+        """Publish; return what each control changed in the durable halt set, with its entry id."""
+        changes = await halts.send(
+            self.bus.redis, controls, signer=self.signer, maxlen=self.bus.settings.maxlen, db=self.db
+        )
         if events:
             await self.bus.publish_many([(streams.RISK_EVENTS, e) for e in events])
         if events and self.db is not None:
@@ -46,3 +49,4 @@ class Recorder:
         for e in events:
             if e.kind != "heartbeat":
                 log.info("risk event %s %s/%s %s", e.kind, e.exchange or "*", e.symbol or "*", e.detail)
+        return changes

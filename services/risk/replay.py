@@ -1,11 +1,12 @@
 """Recorded market data for the crash simulation: normalized JSON lines, and an injected crash.
 
 Input is what `tradewind normalize` prints (one ``trade``/``book``/``status`` JSON object per
-line, ``.gz`` allowed). The crash scales one venue's prices by a profile — linear fall to
-``1 - depth`` over ``fall_s``, linear recovery over ``recover_s`` — thins that venue's book by up
-to ``thin`` at the bottom, and makes its trades taker sells while the price falls (a crash is
-sellers hitting bids). Book deltas on the crashed venue are folded into a local book and sent as
-scaled snapshots while the profile is active, so scaled and unscaled levels never mix.
+line, ``.gz`` allowed). The crash scales the prices of its venues (one venue, or every venue of the
+asset for a market-wide crash) by a profile — linear fall to ``1 - depth`` over ``fall_s``,
+linear recovery over ``recover_s`` — thins their books by up to ``thin`` at the bottom, and makes
+their trades taker sells while the price falls (a crash is sellers hitting bids). Book deltas on
+a crashed venue are folded into a local book and sent as scaled snapshots while the profile is
+active, so scaled and unscaled levels never mix.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def load_messages(path: Path) -> list[MarketMessage]:
                 except msgspec.DecodeError as exc:
                     raise DataError(f"{path}:{lineno}: not a normalized trade/book message: {exc}") from None
                 if not isinstance(msg, Status):
-                    _check_prices(msg, f"{path}:{lineno}")
+                    check_prices(msg, f"{path}:{lineno}")
                     out.append(msg)
     except EOFError:
         raise DataError(f"{path}: the compressed file ends early (truncated?)") from None
@@ -56,7 +57,7 @@ def load_messages(path: Path) -> list[MarketMessage]:
     return out
 
 
-def _check_prices(msg: MarketMessage, where: str) -> None:
+def check_prices(msg: MarketMessage, where: str) -> None:
     """A price must be finite and > 0, an amount finite and ≥ 0: the simulation divides and takes logs."""
     levels = [(msg.price, msg.amount)] if isinstance(msg, Trade) else [*msg.bids, *msg.asks]
     for price, amount in levels:
@@ -67,7 +68,7 @@ def _check_prices(msg: MarketMessage, where: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class CrashProfile:
-    venue: str
+    venues: frozenset[str]
     start_ns: int
     depth: float  # 0.3: the price falls 30%
     fall_s: float
@@ -99,10 +100,10 @@ def inject(messages: Iterable[MarketMessage], crash: CrashProfile | None, levels
     if crash is None or crash.depth <= 0:
         yield from messages
         return
-    books: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
-    resynced: set[str] = set()
+    books: dict[tuple[str, str], tuple[dict[float, float], dict[float, float]]] = {}
+    resynced: set[tuple[str, str]] = set()
     for msg in messages:
-        if msg.exchange != crash.venue:
+        if msg.exchange not in crash.venues:
             yield msg
             continue
         ts = msg.recv_ts
@@ -114,7 +115,8 @@ def inject(messages: Iterable[MarketMessage], crash: CrashProfile | None, levels
             side = "sell" if crash.falling(ts) else msg.side
             yield msgspec.structs.replace(msg, price=msg.price * crash.factor(ts), side=side)
             continue
-        bids, asks = books.setdefault(msg.symbol, ({}, {}))
+        key = (msg.exchange, msg.symbol)
+        bids, asks = books.setdefault(key, ({}, {}))
         if msg.snapshot:
             bids.clear()
             asks.clear()
@@ -125,8 +127,8 @@ def inject(messages: Iterable[MarketMessage], crash: CrashProfile | None, levels
                 else:
                     side_book.pop(price, None)
         if not active:
-            if ts >= crash.end_ns and msg.symbol not in resynced:
-                resynced.add(msg.symbol)  # after the crash: one true full snapshot, then deltas again
+            if ts >= crash.end_ns and key not in resynced:
+                resynced.add(key)  # after the crash: one true full snapshot, then deltas again
                 yield _snapshot(msg, bids, asks, 1.0, 1.0, None)
             else:
                 yield msg

@@ -2,7 +2,8 @@
 
 The executor stores every balance (per wallet), position and fill in one transaction per report
 batch, so one consistent read of those tables is the portfolio as of the last stored batch; the
-fill ids read with it make the fills that ``orders:events`` delivers again count once. In live
+fill ids read with it make the fills that ``orders:events`` delivers again count once, and the
+transfer ids of its ledger do the same for the margin top-ups' outcomes. In live
 mode those balances are the venues' own (the executor stores every wallet it sees at start), and
 the service refuses to run without them: a kill switch that starts from an empty portfolio can
 never see a drawdown.
@@ -46,6 +47,11 @@ async def load_portfolio(db: Database, settings: Settings, fills_kept: int = SEE
             " WHERE margin_mode IS NOT NULL AND status = ANY($1::text[])",
             list(OPEN),
         )
+        moved = await conn.fetch(  # wallet transfers already in the stored balances (their venue ids)
+            "SELECT ref FROM (SELECT ref, max(ts) AS ts FROM ledger WHERE kind = 'transfer' GROUP BY ref"
+            " ORDER BY ts DESC LIMIT $1) AS recent ORDER BY ts",
+            fills_kept,
+        )
         peaks = await conn.fetchrow("SELECT peak_total, peak_day, day FROM risk_state WHERE id = 1")
     if not balances:
         if settings.mode == "live":
@@ -59,6 +65,7 @@ async def load_portfolio(db: Database, settings: Settings, fills_kept: int = SEE
         _add_position(portfolio, p["exchange"], p["symbol"], float(p["amount"]), float(p["entry_price"]))
         portfolio.realized[p["exchange"]] = portfolio.realized.get(p["exchange"], 0.0) + float(p["realized_pnl"])
     portfolio.seen_fills = LruSet(fills_kept, (r["fill_id"] for r in fills))
+    portfolio.stored_transfers = LruSet(fills_kept, (r["ref"] for r in moved))
     for o in margin_orders:
         portfolio.on_intent(
             OrderIntent(

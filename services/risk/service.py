@@ -4,8 +4,10 @@ Consumes ``md:book:*``, ``md:trades:*`` and ``md:status`` (new entries only) and
 ``orders:intents`` / ``orders:events`` (from the start, to rebuild the portfolio). Every
 ``heartbeat_s`` it publishes a heartbeat on ``risk:control`` (executors halt when it stops),
 halts venues whose feed is stale or resyncing and resumes them when data flows again, halts
-everything on an intraday or total drawdown breach (a human resumes), buys back shorts whose
-margin level falls under ``margin_floor``, runs the crash detector and hedger, and writes its
+everything on an intraday or total drawdown breach (a human resumes), tops up a margin account
+whose level falls under ``margin_floor`` from the venue's spot wallet (a ``WalletTransfer`` the
+executor makes, asked on ``orders:transfers``; its outcome comes back on ``orders:events``) and buys
+back the shorts only for what that cannot cover, runs the crash detector and hedger, and writes its
 state to ``tw:risk:state`` for `tradewind status` / `tradewind risk state`.
 """
 
@@ -20,17 +22,28 @@ from collections.abc import Callable
 from typing import Any
 
 from services.risk.crash import CrashDetector
-from services.risk.hedge import Actions, Hedger
+from services.risk.hedge import Actions, Hedger, TopUp
 from services.risk.margin import MarginSafety
 from services.risk.portfolio import Portfolio
 from services.risk.record import Recorder
 from services.risk.restore import NoLiveBalances, save_peaks, wait_for_portfolio
 from shared import halts
-from shared.bus import Bus, Consumer, Delivery
+from shared.bus import TRANSIENT, Bus, Consumer, Delivery
 from shared.config import Settings
 from shared.halts import Halt, HaltSet
+from shared.ids import client_order_id
 from shared.runtime import ServiceContext, on_stop, service_context
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, RiskEvent, Status, Trade, streams
+from shared.schemas import (
+    BookUpdate,
+    OrderEvent,
+    OrderIntent,
+    RiskControl,
+    RiskEvent,
+    Status,
+    Trade,
+    WalletTransfer,
+    streams,
+)
 from shared.signing import RISK, ControlGate, Signer, SigningError
 
 log = logging.getLogger(__name__)
@@ -39,6 +52,15 @@ NS = 1_000_000_000
 HALT_FEED_STATES = frozenset({"stale", "gap", "disconnected", "error"})
 RESUME_FEED_STATES = frozenset({"connected", "resynced"})
 FEED, STALE, DRAWDOWN = "feed", "stale", "drawdown"  # the causes of this service's own halts
+TOP_UP = "margin_top_up"
+
+
+def transfer_request(top_up: TopUp) -> WalletTransfer:
+    """The transfer a top-up asks of the executor; its id is the top-up's own (one per venue and instant)."""
+    tid = client_order_id("tu", top_up.ts, key=top_up.venue)
+    return WalletTransfer(
+        tid, top_up.venue, top_up.asset, top_up.amount, top_up.from_wallet, top_up.to_wallet, top_up.ts, reason=TOP_UP
+    )
 
 
 class RiskService:
@@ -139,6 +161,8 @@ class RiskService:
             elif isinstance(msg, OrderEvent):
                 self.portfolio.on_order_event(msg)
                 self.hedger.on_order_event(msg)
+            elif isinstance(msg, WalletTransfer):
+                self.portfolio.on_transfer(msg, self.clock())
 
     # ---- humans' halts and resumes (risk:control) --------------------------------------------------
 
@@ -187,7 +211,15 @@ class RiskService:
             detail = {"equity": equity, "intraday": intraday, "total": total}
             out.controls.append(control)
             out.events.append(RiskEvent("drawdown_halt", now, "critical", detail=detail))  # type: ignore[arg-type]
-        out.extend(self.margin.check(now))
+        self.portfolio.settle_transfers(now)
+        margin = self.margin.check(now)
+        for top_up in margin.top_ups:  # asked of the executor; counted in the margin level from now on
+            request = transfer_request(top_up)
+            self.portfolio.expect_transfer(request)
+            for e in margin.events:
+                if e.kind == "margin_low" and e.exchange == top_up.venue:
+                    e.detail.update(transfer_id=request.transfer_id, top_up_by="executor")
+        out.extend(margin)
         return out
 
     def state(self) -> dict[str, Any]:
@@ -224,6 +256,8 @@ class RiskService:
 
 
 async def publish(bus: Bus, recorder: Recorder, actions: Actions) -> None:
+    if actions.top_ups:
+        await bus.publish_many([(streams.ORDERS_TRANSFERS, transfer_request(t)) for t in actions.top_ups])
     if actions.intents:
         await bus.publish_many([(streams.ORDERS_INTENTS, i) for i in actions.intents])
     await recorder.emit(actions.events, actions.controls)
@@ -315,8 +349,21 @@ async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
             async with lock:
                 actions = service.tick()
                 state = service.state()
-            await publish(bus, recorder, actions)
-            await redis.set(streams.RISK_STATE, json.dumps(state))
+            backoff = 0.1
+            while True:  # Redis restarting: publish the same decisions again (their ids make that a no-op)
+                try:
+                    await publish(bus, recorder, actions)
+                    await redis.set(streams.RISK_STATE, json.dumps(state))
+                    break
+                except TRANSIENT as exc:
+                    if stopping.is_set():
+                        raise
+                    log.warning("risk: lost Redis publishing its tick (%s); again in %.1fs", exc, backoff)
+                    metrics.reconnect("redis")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), backoff)
+                    backoff = min(backoff * 2, 5.0)
+            metrics.record_risk(state)  # the PnL and exposure gauges Grafana shows
             if db is not None:
                 await save_peaks(db, service.portfolio)
             with contextlib.suppress(TimeoutError):

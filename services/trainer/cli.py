@@ -94,6 +94,12 @@ def _folds_at_least_2(ctx: click.Context, param: click.Parameter, value: int | N
     metavar="HOST:PORT",
     help="Ray cluster to train on (default: RAY_ADDRESS, else a local Ray started for this run)",
 )
+@click.option(
+    "--env-runners",
+    type=click.IntRange(min=1),
+    default=None,
+    help="remote env runners (on a cluster of several nodes: spread over them; default one per node)",
+)
 def train(
     algo: str,
     data_path: str | None,
@@ -109,13 +115,15 @@ def train(
     bar_seconds: float,
     folds: int,
     address: str | None,
+    env_runners: int | None,
 ) -> None:
     """Train a policy offline; write a checkpoint dir and print ONE JSON line of metrics.
 
     The data is split by time into train / validation / test ([split] in the config); the
     metrics line reports validation and test results beside the baselines, and where it ran
-    (`ray_address`, `ray_nodes`). Training starts its own local Ray unless --address or RAY_ADDRESS
-    names a cluster; one that does not answer within seconds is an error (exit 1). Progress goes
+    (`ray_address`; `ray_nodes`: the nodes its env runners ran on). Training starts its own local
+    Ray unless --address or RAY_ADDRESS names a cluster; one that does not answer within seconds is
+    an error (exit 1); on one of several nodes the env runners are spread over them. Progress goes
     to stderr. Nothing is left in --out when the run fails. Only weights-only `actor.npz` files are loaded
     elsewhere; an RLlib checkpoint (fine-tuning) is executable code: unpickle only ones you trained.
     """
@@ -126,6 +134,11 @@ def train(
     settings = load_settings_or_exit()
     if (data_path is None) == (not markets):
         _fail("expected --data PATH or --market EXCHANGE:BASE/QUOTE (repeatable), exactly one of them")
+    if folds and (len(markets) > 1 or (data_path is not None and Path(data_path).is_dir())):
+        _fail(
+            f"--folds {folds}: walk-forward trains single-market policies only; for a portfolio run "
+            "`python -m services.trainer.portfolio_walkforward run DIR --folds K`"
+        )
     db_bars = None
     if markets:  # bars from the trades table
         from services.trainer.portfolio_cli import bars_from_database, train_markets
@@ -137,7 +150,18 @@ def train(
         if len(found) > 1:
             gpus = settings.trainer.gpus if gpus is None else gpus
             train_markets(
-                algo, found, db_bars, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address
+                algo,
+                found,
+                db_bars,
+                data_path,
+                out_dir,
+                timesteps,
+                seed,
+                gpus,
+                config_path,
+                overrides,
+                address,
+                env_runners,
             )
             return
     assert data_path is not None
@@ -146,7 +170,9 @@ def train(
 
         gpus = settings.trainer.gpus if gpus is None else gpus
         policy_dir = settings.trainer.policy_dir
-        train_dir(algo, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address, policy_dir)
+        train_dir(
+            algo, data_path, out_dir, timesteps, seed, gpus, config_path, overrides, address, policy_dir, env_runners
+        )
         return
     try:
         bars = db_bars[0] if db_bars else load_bars(data_path, bar_seconds)
@@ -164,7 +190,7 @@ def train(
             raise RuntimeFailure(str(exc)) from None
         fresh = not out.exists()
         try:
-            _train(algo, data_path, bars, out, timesteps, seed, gpus, config, folds, where)
+            _train(algo, data_path, bars, out, timesteps, seed, gpus, config, folds, where, env_runners)
         except BaseException:
             if fresh:  # a failed run leaves no half-written checkpoint behind
                 shutil.rmtree(out, ignore_errors=True)
@@ -182,20 +208,29 @@ def _train(
     config: dict[str, Any],
     folds: int,
     where: dict[str, Any],
+    env_runners: int | None,
 ) -> None:
     from services.trainer.training import TrainingError
     from services.trainer.training import train as run_training
 
     if folds > 0:
+        nodes: list[int] = []
+
+        def train_fold(*args: Any, **kwargs: Any) -> Any:
+            kwargs["env_runners"] = env_runners
+            result = run_training(*args, **kwargs)
+            nodes.append(int(result.metrics["ray_nodes"]))
+            return result
+
         from services.trainer.evaluation import public_report
         from services.trainer.folds import walk_forward_train
 
         with contextlib.redirect_stdout(sys.stderr):
             try:
-                summary = walk_forward_train(bars, algo, out, folds, timesteps, seed, gpus, config)
+                summary = walk_forward_train(bars, algo, out, folds, timesteps, seed, gpus, config, train_fn=train_fold)
             except (TrainingError, DataError, ValueError) as exc:
                 _fail(str(exc))
-        click.echo(json.dumps({**public_report(summary), **where}))
+        click.echo(json.dumps({**public_report(summary), **where, "ray_nodes": max(nodes)}))
         return
     with progress_bar(timesteps, f"training {algo}") as progress:
         try:
@@ -210,10 +245,11 @@ def _train(
                     config,
                     data_label=str(data_path),
                     progress=progress,
+                    env_runners=env_runners,
                 )
         except (TrainingError, DataError, ValueError) as exc:
             _fail(str(exc))
-    click.echo(json.dumps({**result.metrics, **where}))
+    click.echo(json.dumps({**where, **result.metrics}))  # the run's ray_nodes, not the cluster's
 
 
 @click.command()

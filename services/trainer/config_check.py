@@ -16,6 +16,7 @@ from services.trainer.errors import TrainingError
 # Keys the trainer itself reads (not passed to RLlib as they are).
 OWN_KEYS: dict[str, set[str]] = {
     "training": {"epsilon_timesteps", "final_epsilon", "prioritized_replay", "replay_capacity"},
+    "env_runners": {"fast_sampler"},  # FastVecEnvRunner (array-level sampling) instead of RLlib's runner
     "cost": {"taker_fee", "maker_fee", "half_spread", "impact", "max_impact"},
     "split": {"train", "validation"},
     "features": {"time"},
@@ -74,6 +75,9 @@ def _check_values(config: dict[str, Any]) -> None:
     time = config.get("features", {}).get("time", "day")
     if time not in FEATURE_TIMES:
         raise TrainingError(f"features.time: expected one of {', '.join(FEATURE_TIMES)}, found {time!r}")
+    fast = config.get("env_runners", {}).get("fast_sampler", False)
+    if not isinstance(fast, bool):
+        raise TrainingError(f"env_runners.fast_sampler: expected true or false, found {fast!r}")
     every = config.get("selection", {}).get("every_steps", 0)
     if not isinstance(every, int) or isinstance(every, bool) or every < 0:
         raise TrainingError(f"selection.every_steps: expected an integer ≥ 0, found {every!r}")

@@ -71,6 +71,7 @@ def walk_forward(
     report["windows"] = _window_metrics(result, start, market, windows)
     report["baselines"] = {}
     report["_curves"] = {policy.name: result.equity}
+    report["_ts"] = market.ts[start : stop + 1]  # each equity point's bar
     for name in baselines:
         base = run_backtest(BASELINES[name], market, start, stop, config)
         report["baselines"][name] = {**metrics(base, trials), "windows": _window_metrics(base, start, market, windows)}
@@ -144,6 +145,16 @@ def should_promote(
 def public_report(report: dict[str, Any]) -> dict[str, Any]:
     """The report without its equity curves (what `--json` prints)."""
     return json_ready(report)
+
+
+def round_report(report: dict[str, Any], points: int = 200) -> dict[str, Any]:
+    """An online round's report for the registry: the public one plus the policy's held-out equity
+    curve after costs, at most ``points`` ``[unix s, equity / start]`` pairs (the dashboard draws it;
+    few enough to keep the registry's figures small)."""
+    curve, ts = report["_curves"][report["policy"]], report["_ts"]
+    idx = np.unique(np.linspace(0, len(curve) - 1, min(points, len(curve))).astype(int))
+    equity = [[int(ts[i]) / 1e9, round(float(curve[i] / curve[0]), 6)] for i in idx]
+    return {**public_report(report), "equity": equity}
 
 
 def write_equity_html(report: dict[str, Any], path: str | Path, points: int = 800) -> None:

@@ -47,7 +47,7 @@ def promote(checkpoint: str, exchange: str | None, symbol: str | None, as_json: 
     async def run() -> dict[str, Any]:
         with reaching("PostgreSQL", found.database):
             db = await Database.connect(found.database, settings.storage, NETWORK_TIMEOUT_S)
-        redis = connect_redis(found.redis, NETWORK_TIMEOUT_S)
+        redis = connect_redis(found.redis, NETWORK_TIMEOUT_S, cluster=settings.bus.cluster)
         try:
             await db.migrate()
             return await promote_checkpoint(db, RedisBus(redis, settings.bus), path, meta, exchange, symbol)
@@ -68,7 +68,10 @@ def promote(checkpoint: str, exchange: str | None, symbol: str | None, as_json: 
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="the latest N policies")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON list")
 def list_policies(limit: int, as_json: bool) -> None:
-    """The policy registry: every trial, where it came from, whether it trades, and why (not)."""
+    """The policy registry: every trial, where it came from, whether it trades, and why (not).
+
+    An online trial's figures are held-out ones, shown beside the champion's and each baseline's on
+    the same bars; a round that followed a looped sample says so in its reason."""
     from shared.cli_support import load_settings_or_exit, running_stack
     from shared.storage import Database, policies
 
@@ -83,42 +86,57 @@ def list_policies(limit: int, as_json: bool) -> None:
         finally:
             await db.close()
 
-    rows = [
-        {
-            "id": r["id"],
-            "algo": r["algo"],
-            "source": r["source"],
-            "status": r["status"],
-            "markets": r["markets"],
-            "created": r["created_at"].isoformat(),
-            "promoted_at": r["promoted_at"].isoformat() if r["promoted_at"] else None,
-            "figures": policies.json_ready(r["metrics"]),
-            "reason": r["reason"],
-        }
-        for r in _read(found.database, run)
-    ]
+    rows = [_row(r, policies.json_ready(r["metrics"])) for r in _read(found.database, run)]
     if as_json:
         click.echo(json.dumps(rows))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Policies", title_justify="left")
-    for column in ("id", "algo", "source", "status", "markets", "sharpe", "created", "reason"):
-        table.add_column(column)
+    table = Table(title="Policies (held-out Sharpe: the policy's, the champion's and each baseline's)")
+    for column in ("id", "algo", "source", "status", "markets", "held-out sharpe", "created", "reason"):
+        table.add_column(column, no_wrap=column in ("source", "status"), overflow="fold")
     for r in rows:
-        sharpe = r["figures"].get("sharpe")
+        beside = [f"champion {_number(r['champion'].get('sharpe'))}"] if r["champion"] else []
+        beside += [f"{name} {_number(b.get('sharpe'))}" for name, b in r["baselines"].items()]
         table.add_row(
             r["id"],
             r["algo"],
             r["source"],
             r["status"],
             " ".join(r["markets"]),
-            "" if sharpe is None else f"{sharpe:.3f}",
+            "\n".join([_number(r["figures"].get("sharpe")), *beside]),
             r["created"][:19],
             r["reason"],
         )
     Console().print(table)
+
+
+def _row(r: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """One policy as `policy list --json` prints it: `figures` are its own (held-out for an online trial),
+    `champion` the champion's on the same bars (null: none then, or not an online trial) and `baselines`
+    each baseline's there (name -> figures)."""
+    own = {k: v for k, v in metrics.items() if k not in ("baselines", "champion")}
+    return {
+        "id": r["id"],
+        "algo": r["algo"],
+        "source": r["source"],
+        "status": r["status"],
+        "markets": r["markets"],
+        "created": r["created_at"].isoformat(),
+        "promoted_at": r["promoted_at"].isoformat() if r["promoted_at"] else None,
+        "figures": own,
+        "champion": metrics.get("champion"),
+        "baselines": {
+            name: {k: v for k, v in base.items() if k != "windows"}
+            for name, base in (metrics.get("baselines") or {}).items()
+        },
+        "reason": r["reason"],
+    }
+
+
+def _number(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else ""
 
 
 def _read(url: str, run: Any) -> Any:

@@ -31,6 +31,7 @@ def train_dir(
     overrides: tuple[str, ...],
     address: str | None,
     policy_dir: str,
+    env_runners: int | None = None,
 ) -> None:
     """Train one portfolio policy over the markets of DIR; print ONE JSON line of metrics."""
     try:
@@ -38,7 +39,9 @@ def train_dir(
     except DataError as exc:
         raise InputError(str(exc)) from None
     out = out_dir or str(Path(policy_dir) / f"{algo}-{Path(data_path).resolve().name}-s{seed}")
-    train_markets(algo, markets, bars, str(data_path), out, timesteps, seed, gpus, config_path, overrides, address)
+    train_markets(
+        algo, markets, bars, str(data_path), out, timesteps, seed, gpus, config_path, overrides, address, env_runners
+    )
 
 
 def bars_from_database(
@@ -85,6 +88,7 @@ def train_markets(
     config_path: str | None,
     overrides: tuple[str, ...],
     address: str | None,
+    env_runners: int | None = None,
 ) -> None:
     """Train one portfolio policy over `markets` (aligned `bars`); print ONE JSON line of metrics.
 
@@ -133,10 +137,11 @@ def train_markets(
                         progress,
                         funding=funding,
                         funding_sources=sources,
+                        env_runners=env_runners,
                     )
             except (TrainingError, ValueError) as exc:
                 raise InputError(str(exc)) from None
-    click.echo(json.dumps({**result.metrics, **where}))
+    click.echo(json.dumps({**where, **result.metrics}))  # the run's ray_nodes, not the cluster's
 
 
 def backtest_dir(data_path: str, policy_spec: str, as_json: bool, policy_dir: str, settings: Any) -> None:

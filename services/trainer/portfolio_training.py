@@ -1,7 +1,8 @@
 """RLlib training of one portfolio policy over N markets (PPO/APPO: Box weights; DQN: joint Discrete).
 
 The same config files as single-market training (`configs/<algo>.toml`), plus an optional
-`[portfolio]` section: `spot_margin`, `borrow_rate_annual`, `funding_rate_8h`, `lags`. The
+`[portfolio]` section: `spot_margin`, `borrow_rate_annual`, `funding_rate_8h`, `lags`, and `lots`
+(per market `"exchange:BASE/QUOTE" = {step, min_qty, min_notional}`, `shared.rl.lots`). The
 checkpoint directory gets `tradewind.json` with `markets` (action order) and everything
 `shared.rl.portfolio.PortfolioPolicy` needs to rebuild observations online, and `actor.npz`.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from services.trainer.cluster import asking_for, runner_nodes, spread_if_several_nodes
 from services.trainer.errors import TrainingError
 from services.trainer.portfolio_env import PortfolioEnv
 from services.trainer.portfolio_eval import evaluate
@@ -32,6 +34,7 @@ from services.trainer.training import (
 )
 from shared.rl.bars import Bars
 from shared.rl.features import WARMUP
+from shared.rl.lots import LotRule
 from shared.rl.policy import ALGORITHM_DIR, META_FILE
 from shared.rl.portfolio import (
     Market,
@@ -55,9 +58,11 @@ class RLlibPortfolioEnv(PortfolioEnv):
 def portfolio_config_from(config: dict[str, Any], algo: str) -> PortfolioConfig:
     env = config.get("env", {})
     extra = dict(config.get("portfolio", {}))
-    if "lags" in extra:
-        extra["lags"] = tuple(int(x) for x in extra["lags"])
     try:
+        if "lags" in extra:
+            extra["lags"] = tuple(int(x) for x in extra["lags"])
+        if "lots" in extra:  # "exchange:BASE/QUOTE" = {step, min_qty, min_notional}
+            extra["lots"] = {str(k): LotRule.from_dict(v) for k, v in dict(extra["lots"]).items()}
         return PortfolioConfig(
             levels=tuple(float(x) for x in env.get("levels", (-1.0, 0.0, 1.0))),
             continuous=algo != "dqn",
@@ -122,14 +127,43 @@ def train_portfolio(
     funding: Mapping[Market, NDArray[np.float64]] | None = None,
     funding_sources: Mapping[str, str] | None = None,
     bar_clock: str = "exchange",
+    env_runners: int | None = None,
 ) -> TrainResult:
     """Train one policy over all `markets` on the training split; save, export, evaluate on the test split.
 
     `funding`: recorded per-bar funding fractions for some perpetuals (`market_dir.load_market_funding`);
     `funding_sources` (market label -> where its funding came from) goes into the metrics as `funding`;
-    `bar_clock` (recorded for the executor): the clock the bars were timed by.
+    `bar_clock` (recorded for the executor): the clock the bars were timed by. On a Ray cluster of several
+    nodes the env runners (`env_runners`, default one per node) are spread over the nodes, as for one market.
     """
-    config = config or load_config(algo)
+    config = asking_for(config or load_config(algo), env_runners)
+    with ray_session():
+        kwargs = {"bars": bars, "markets": markets, "algo": algo, "timesteps": timesteps, "seed": seed, "gpus": gpus}
+        kwargs.update(config=config, data_label=data_label, funding=funding, funding_sources=funding_sources)
+        kwargs.update(bar_clock=bar_clock)
+        spread = spread_if_several_nodes(train_portfolio, kwargs, Path(out_dir), env_runners, progress)
+        if spread is not None:
+            return TrainResult(Path(out_dir), spread)
+        here = (bars, markets, algo, Path(out_dir), timesteps, seed, gpus, config, data_label, progress, funding)
+        return _train_here(*here, funding_sources, bar_clock)
+
+
+def _train_here(
+    bars: list[Bars],
+    markets: list[Market],
+    algo: str,
+    out: Path,
+    timesteps: int,
+    seed: int,
+    gpus: float,
+    config: dict[str, Any],
+    data_label: str,
+    progress: Callable[[int, int], None] | None,
+    funding: Mapping[Market, NDArray[np.float64]] | None,
+    funding_sources: Mapping[str, str] | None,
+    bar_clock: str,
+) -> TrainResult:
+    """The run in this process (inside the caller's Ray session), its env runners where Ray puts them."""
     data = portfolio_data(bars, markets, config, algo, funding)
     split_cfg = config.get("split", {})
     split = Split.by_fractions(len(data), float(split_cfg.get("train", 0.6)), float(split_cfg.get("validation", 0.2)))
@@ -138,7 +172,6 @@ def train_portfolio(
         joint_size(len(markets), pcfg)  # N <= 4 for a joint discrete action
     env_cfg = {"data": data, "config": pcfg.with_range(0, split.train_end)}
     algo_config = build_algorithm_config(algo, config, None, env_cfg, seed, gpus, env=RLlibPortfolioEnv)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "algo": algo,
@@ -160,21 +193,21 @@ def train_portfolio(
     started = time.perf_counter()
     sampled, iterations = 0, 0
     last: dict[str, Any] = {}
-    with ray_session():
-        algorithm = algo_config.build_algo()
-        try:
-            while sampled < timesteps:
-                last = algorithm.train()
-                iterations += 1
-                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
-                if progress is not None:
-                    progress(min(sampled, timesteps), timesteps)
-            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
-            meta["timesteps"] = sampled
-            (out / META_FILE).write_text(json.dumps(meta, indent=2))
-            meta["weights_sha256"] = export_portfolio_weights(out, algorithm.get_module(), meta, data)
-        finally:
-            algorithm.stop()
+    algorithm = algo_config.build_algo()
+    try:
+        while sampled < timesteps:
+            last = algorithm.train()
+            iterations += 1
+            sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
+            if progress is not None:
+                progress(min(sampled, timesteps), timesteps)
+        nodes = runner_nodes(algorithm)
+        algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
+        meta["timesteps"] = sampled
+        (out / META_FILE).write_text(json.dumps(meta, indent=2))
+        meta["weights_sha256"] = export_portfolio_weights(out, algorithm.get_module(), meta, data)
+    finally:
+        algorithm.stop()
     train_s = time.perf_counter() - started
     policy = load_portfolio_policy(out, None)
     metrics: dict[str, Any] = {
@@ -185,6 +218,7 @@ def train_portfolio(
         "iterations": iterations,
         "train_s": round(train_s, 2),
         "episode_return_mean": last.get("env_runners", {}).get("episode_return_mean"),
+        "ray_nodes": len(nodes),  # distinct nodes whose env runners sampled
         "funding": dict(funding_sources or {}),
         "validation": evaluate(policy, data, split.train_end, split.validation_end, pcfg),
         "test": evaluate(policy, data, split.validation_end, len(data) - 1, pcfg),

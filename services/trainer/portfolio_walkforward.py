@@ -133,7 +133,7 @@ def walk_forward(
             )
             test = trained.metrics["test"]
             policy = load_portfolio_policy(out, None)
-            weights.append(policy_weights(policy, full, int(start), int(stop)))
+            weights.append(policy_weights(policy, full, int(start), int(stop), pcfg))
             fold_reports.append(
                 {
                     "fold": k,
@@ -148,7 +148,7 @@ def walk_forward(
             )
             print(json.dumps({"seed": seed, **fold_reports[-1]}), file=sys.stderr, flush=True)
         w = np.concatenate(weights)
-        chained = portfolio_metrics(simulate_weights(full, w, int(edges[0]), pcfg)[0], w)
+        chained = portfolio_metrics(*simulate_weights(full, w, int(edges[0]), pcfg))
         result["seeds"][str(seed)] = {"chained": chained, "folds": fold_reports}
     keys = ("total_return", "sharpe", "max_drawdown", "turnover", "trades", "fees")
     result["median_over_seeds"] = {

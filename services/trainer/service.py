@@ -4,10 +4,12 @@ Each round takes the rolling window of the busiest market (or the configured one
 its most recent part, trains a challenger and fine-tunes the champion on the rest, evaluates
 everything on the held-out bars beside the baselines, records every trial in `policies`, and
 promotes only a policy that beats the champion and the baselines there (then publishes
-`policy:updates`). With `trainer.portfolio` set, a round instead trains ONE portfolio policy over
-those markets' time-aligned bars and judges it the same way against the champion of that market
-set and the portfolio baselines. Training runs in a separate process, so consuming never stalls and Ray
-never lives in the service process.
+`policy:updates`); every round's verdict is published there too (`PolicyVerdict`). A round judges
+only bars no earlier round judged (it waits until its held-out tail is all new), and a looped
+sample's repeated trades never become bars (`services.trainer.loops`). With `trainer.portfolio`
+set, a round instead trains ONE portfolio policy over those markets' time-aligned bars and judges
+it the same way against the champion of that market set and the portfolio baselines. Training
+runs in a separate process, so consuming never stalls and Ray never lives in the service process.
 """
 
 from __future__ import annotations
@@ -21,175 +23,30 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from services.trainer.data import DataError, load_bars_from_db
 from services.trainer.errors import TrainingError
-from services.trainer.evaluation import public_report, should_promote, walk_forward
+from services.trainer.evaluation import should_promote
+from services.trainer.loops import LoopGuard
 from services.trainer.market_dir import align_bars
-from services.trainer.portfolio_eval import evaluate
-from services.trainer.portfolio_training import portfolio_config_from, portfolio_data, train_portfolio
-from services.trainer.splits import Split
-from services.trainer.training import feature_options, load_config, train
+from services.trainer.portfolio_training import train_portfolio
+from services.trainer.rounds import TrainFn, Trial, train_and_evaluate, train_and_evaluate_portfolio
+from services.trainer.training import train
+from services.trainer.verdicts import trial_metrics, verdict
 from shared.bus import Consumer, Delivery
 from shared.config import Settings
 from shared.rl.bars import Bars
-from shared.rl.features import compute_features
 from shared.rl.live_bars import LiveBars
-from shared.rl.portfolio import Market, load_portfolio_policy
-from shared.rl.weights import load_weights_policy
+from shared.rl.portfolio import Market
 from shared.runtime import ServiceContext, ServiceTasks, service_context
 from shared.schemas import Trade, streams
-from shared.sections.trainer import TrainerSettings
 from shared.storage import Database
 from shared.storage.policies import PolicyRegistry
 
 log = logging.getLogger(__name__)
-
-TrainFn = Callable[..., Any]
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trained policy of a round and its held-out report (plain data: it crosses processes)."""
-
-    algo: str
-    checkpoint: str
-    report: dict[str, Any]
-    hyperparameters: dict[str, Any]
-
-
-def train_and_evaluate(
-    cfg: TrainerSettings,
-    bars: Bars,
-    champion: dict[str, Any] | None,
-    round_no: int,
-    train_fn: TrainFn = train,
-    taker_fee: float | None = None,
-) -> tuple[list[Trial], dict[str, Any] | None]:
-    """Train a challenger (and fine-tune the champion) on the window less its held-out tail; report
-    every policy, the champion included, on that tail. Returns (trials, champion's held-out report).
-
-    Costs are the trainer settings' (`taker_fee` replaces `fee_taker`: the fee the paper exchange
-    charges on the market's venue), so a policy is trained and judged on what trading it will cost."""
-    holdout = cfg.holdout_fraction
-    overrides = (
-        f"split.train={1 - holdout}",
-        f"split.validation={holdout / 2}",
-        "selection.every_steps=0",  # the whole held-out tail judges the round: nothing may be chosen on it
-        f"env.allow_short={str(cfg.allow_short).lower()}",
-        f"cost.taker_fee={cfg.fee_taker if taker_fee is None else taker_fee}",
-        f"cost.half_spread={cfg.half_spread}",
-        f"cost.impact={cfg.impact}",
-    )
-    config = load_config(cfg.algo, None, overrides)
-    market = compute_features(bars, **feature_options(config))
-    split = Split.by_fractions(len(market), 1 - holdout, holdout / 2)
-    root = Path(cfg.policy_dir).resolve()
-    champion_dir = Path(champion["checkpoint_uri"]) if champion else None
-    runs: list[Path | None] = [None]
-    if champion and champion_dir and champion["algo"] == cfg.algo and champion_dir.is_dir():
-        runs.append(champion_dir)  # fine-tune the champion on the new window
-    trials = []
-    for parent in runs:
-        out = root / f"{cfg.algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-        try:
-            train_fn(
-                bars,
-                cfg.algo,
-                out,
-                timesteps=cfg.timesteps,
-                seed=round_no,
-                gpus=cfg.gpus,
-                config=config,
-                data_label="md:trades",
-                init_from=parent,
-                bar_clock=cfg.bar_clock,
-            )
-            policy = load_weights_policy(out, root)  # the exported weights: what the executor will trade
-            report = walk_forward(policy, market, policy.env_config, start=split.train_end, windows=2)
-        except (TrainingError, DataError, ValueError) as exc:
-            log.warning("trainer: %s run%s failed: %s", cfg.algo, " (fine-tune)" if parent else "", exc)
-            continue
-        hyper = {
-            "algo": cfg.algo,
-            "timesteps": cfg.timesteps,
-            "fine_tuned_from": str(parent) if parent else None,
-            **config.get("training", {}),
-        }
-        trials.append(Trial(cfg.algo, str(out), public_report(report), hyper))
-    champion_report = None
-    if champion_dir is not None and champion_dir.is_dir():
-        try:  # the champion itself, on the same held-out bars
-            current = load_weights_policy(champion_dir, root)
-            champion_report = public_report(
-                walk_forward(current, market, current.env_config, start=split.train_end, windows=2)
-            )
-        except (ValueError, OSError) as exc:  # PolicyError is a ValueError
-            log.warning("trainer: champion %s cannot be evaluated: %s", champion_dir, exc)
-    return trials, champion_report
-
-
-def train_and_evaluate_portfolio(
-    cfg: TrainerSettings,
-    markets: list[Market],
-    bars: list[Bars],
-    champion: dict[str, Any] | None,
-    round_no: int,
-    train_fn: TrainFn = train_portfolio,
-    taker_fee: float | None = None,
-) -> tuple[list[Trial], dict[str, Any] | None]:
-    """Train one portfolio policy over `markets` (aligned `bars`) on the window less its held-out tail;
-    report it and the market set's champion on that tail beside the portfolio baselines.
-
-    Every venue is charged `taker_fee` (the highest paper taker fee among the markets' venues) or else
-    the trainer's `fee_taker`. A portfolio champion is judged, not fine-tuned: each round trains afresh."""
-    holdout = cfg.holdout_fraction
-    overrides = (
-        f"split.train={1 - holdout}",
-        f"split.validation={holdout / 2}",
-        f"cost.taker_fee={cfg.fee_taker if taker_fee is None else taker_fee}",
-        f"cost.half_spread={cfg.half_spread}",
-        f"cost.impact={cfg.impact}",
-    )
-    config = load_config(cfg.algo, None, overrides)
-    pcfg = portfolio_config_from(config, cfg.algo)
-    data = portfolio_data(bars, markets, config, cfg.algo)
-    split = Split.by_fractions(len(data), 1 - holdout, holdout / 2)
-    root = Path(cfg.policy_dir).resolve()
-    out = root / f"portfolio-{cfg.algo}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
-    trials = []
-    try:
-        train_fn(
-            bars,
-            markets,
-            cfg.algo,
-            out,
-            timesteps=cfg.timesteps,
-            seed=round_no,
-            gpus=cfg.gpus,
-            config=config,
-            data_label="md:trades",
-            bar_clock=cfg.bar_clock,
-        )
-        policy = load_portfolio_policy(out, root)  # the exported weights: what the executor will trade
-        report = evaluate(policy, data, split.train_end, len(data) - 1, pcfg)
-    except (TrainingError, DataError, ValueError) as exc:
-        log.warning("trainer: %s portfolio run failed: %s", cfg.algo, exc)
-    else:
-        hyper = {"algo": cfg.algo, "timesteps": cfg.timesteps, **config.get("training", {})}
-        trials.append(Trial(cfg.algo, str(out), public_report(report), hyper))
-    champion_report = None
-    champion_dir = Path(champion["checkpoint_uri"].split("#", 1)[0]) if champion else None
-    if champion_dir is not None and champion_dir.is_dir():
-        try:  # the champion itself, on the same held-out bars
-            current = load_portfolio_policy(champion_dir, root)
-            champion_report = public_report(evaluate(current, data, split.train_end, len(data) - 1, pcfg))
-        except (ValueError, OSError) as exc:
-            log.warning("trainer: champion %s cannot be evaluated: %s", champion_dir, exc)
-    return trials, champion_report
 
 
 class OnlineTrainer:
@@ -217,10 +74,15 @@ class OnlineTrainer:
         self.isolate = isolate
         self.markets: dict[tuple[str, str], LiveBars] = {}
         self.rounds = 0
+        self.loops = LoopGuard(self.cfg.loop_tolerance_s)
+        self.judged: dict[tuple[Market, ...], tuple[int, list[str]]] = {}  # last bar judged, the trials then
+        self.refused: set[tuple[Market, ...]] = set()  # market sets whose refusal was logged and recorded
 
     def on_trades(self, trades: list[Trade]) -> None:
         for t in trades:
             key = (t.exchange, t.symbol)
+            if not self.loops.admit(key, t.ts):
+                continue  # a looped sample's repeat: never a new bar
             bars = self.markets.get(key)
             if bars is None:
                 bars = self.markets[key] = LiveBars(self.cfg.bar_seconds, self.cfg.window_bars)
@@ -251,6 +113,8 @@ class OnlineTrainer:
             log.info("trainer: waiting for bars: %d of %d (%.3gs bars)", have, self.cfg.min_bars, self.cfg.bar_seconds)
             return None
         bars = self.markets[key].bars()
+        if not await self._fresh([key], bars):
+            return None
         champion = await self.registry.champion(*key)
         venue = self.settings.executor.venues.get(key[0])
         args = (self.cfg, bars, champion, self.rounds, self.train_fn, venue.taker_fee if venue else None)
@@ -260,7 +124,7 @@ class OnlineTrainer:
             log.warning("trainer: round on %s/%s skipped: %s", *key, exc)
             return None
         self.rounds += 1
-        return await self._decide([key], bars, trials, champion_report)
+        return await self._decide([key], bars, trials, champion, champion_report)
 
     async def run_portfolio_round(self) -> dict[str, Any] | None:
         """One round over `trainer.portfolio`: aligned bars of every market, one portfolio policy,
@@ -278,6 +142,8 @@ class OnlineTrainer:
         if len(bars[0]) < self.cfg.min_bars:
             log.info("trainer: waiting for portfolio bars: %d aligned of %d", len(bars[0]), self.cfg.min_bars)
             return None
+        if not await self._fresh(markets, bars[0]):
+            return None
         champion = await self.registry.champion(markets=markets)
         fees = [v.taker_fee for v in (self.settings.executor.venues.get(ex) for ex, _ in markets) if v]
         args = (self.cfg, markets, bars, champion, self.rounds, self.portfolio_train_fn, max(fees, default=None))
@@ -287,16 +153,57 @@ class OnlineTrainer:
             log.warning("trainer: portfolio round on %s skipped: %s", markets, exc)
             return None
         self.rounds += 1
-        return await self._decide(markets, bars[0], trials, champion_report)
+        return await self._decide(markets, bars[0], trials, champion, champion_report)
+
+    async def _fresh(self, markets: list[Market], bars: Bars) -> bool:
+        """Whether the window's held-out tail holds only bars the last round on these markets did not judge
+        (held-out windows of successive rounds never overlap: a walk forward). While new bars are too few
+        for that, the round waits. When no more will come (no new bar, or a sample that looped: its markets
+        take no new bars), the round is refused: logged once, and recorded on the last round's trials, so
+        `tradewind policy list` shows why no round followed."""
+        key = tuple(markets)
+        last = self.judged.get(key)
+        # the held-out tail starts here or later (feature warm-up bars only move it later)
+        holdout_start = int(bars.ts[int(len(bars) * (1 - self.cfg.holdout_fraction))])
+        if last is None or holdout_start > last[0]:
+            self.refused.discard(key)
+            return True
+        new = int(np.count_nonzero(bars.ts > last[0]))
+        loops = self.loops.notes(markets)
+        if new and not loops:
+            log.info(
+                "trainer: %s: %d bars since the last round judged; its held-out tail would reach back into them",
+                ", ".join(f"{e}/{s}" for e, s in markets),
+                new,
+            )
+            return False
+        if key not in self.refused:  # no new bar, or a looped sample's few: none will come
+            self.refused.add(key)
+            first = (
+                f"the {new} bars after this round are too few for a held-out tail of their own"
+                if new
+                else "no new bars after this round"
+            )
+            why = "; ".join([f"{first}: no later round judges its bars again", *loops])
+            log.warning("trainer: %s: %s", ", ".join(f"{e}/{s}" for e, s in markets), why)
+            await self.registry.note(last[1], why)
+        return False
 
     async def _decide(
-        self, markets: list[Market], bars: Bars, trials: list[Trial], champion_report: dict[str, Any] | None
+        self,
+        markets: list[Market],
+        bars: Bars,
+        trials: list[Trial],
+        champion: dict[str, Any] | None,
+        champion_report: dict[str, Any] | None,
     ) -> dict[str, Any]:
-        """Record every trial of the round, then promote its best only when `should_promote` holds."""
+        """Record every trial of the round (beside the champion's figures on the same held-out bars), then
+        promote its best only when `should_promote` holds; publish the round's verdict."""
         label = ", ".join(f"{e}/{s}" for e, s in markets)
+        notes = self.loops.notes(markets)
         recorded = []
         for trial in trials:
-            metrics = {k: v for k, v in trial.report.items() if k != "windows"}
+            metrics = trial_metrics(trial.report, champion, champion_report, notes)
             policy_id = await self.registry.record_trial(
                 trial.algo,
                 trial.checkpoint,
@@ -313,7 +220,10 @@ class OnlineTrainer:
             "trials": [r[0] for r in recorded],
             "promoted": None,
         }
+        self.judged[tuple(markets)] = (int(bars.ts[-1]), [r[0] for r in recorded])
         if not recorded:
+            summary["reason"] = "no trial: every training run of the round failed"
+            await self.registry.announce(verdict(self.rounds, markets, [], None, False, summary["reason"], notes))
             return summary
         best_id, best, best_metrics = max(recorded, key=lambda r: r[2]["sharpe"])
         ok, why = should_promote(best_metrics, champion_report, best.report["baselines"])
@@ -328,11 +238,13 @@ class OnlineTrainer:
         others = [r[0] for r in recorded if r[0] != best_id]
         if others:
             await self.registry.verdict(others, f"not the round's best ({best_id} was)")
-        await self.registry.verdict([best_id], why)
+        await self.registry.verdict([best_id], "; ".join([why, *notes]))
         if ok:
             await self.registry.promote(best_id, best.algo, best.checkpoint, best_metrics, markets=markets)
             summary["promoted"] = best_id
         summary["reason"] = why
+        ids = [r[0] for r in recorded]
+        await self.registry.announce(verdict(self.rounds, markets, ids, (best_id, best_metrics), ok, why, notes))
         return summary
 
 

@@ -52,8 +52,10 @@ def regime_momentum(
     return SynthMarket("regime_momentum", _bars_from_log_price(np.cumsum(log_ret), rng, 60.0), regime)
 
 
-def mean_reverting(n: int, seed: int, theta: float = 0.05, sigma: float = 0.003, band: float = 1.0) -> SynthMarket:
-    """Log price follows an Ornstein-Uhlenbeck process around 0.
+def mean_reverting(
+    n: int, seed: int, theta: float = 0.05, sigma: float = 0.003, band: float = 1.0, drift: float = 0.0
+) -> SynthMarket:
+    """Log price follows an Ornstein-Uhlenbeck process around a mean that moves `drift` per bar.
 
     The oracle knows the mean: it fades a deviation beyond `band` stationary stds and holds
     until the price crosses the mean (hysteresis keeps its costs down).
@@ -74,7 +76,8 @@ def mean_reverting(n: int, seed: int, theta: float = 0.05, sigma: float = 0.003,
         elif held * value > 0:  # crossed the mean: the deviation is gone
             held = 0.0
         oracle[i] = held
-    return SynthMarket("mean_reverting", _bars_from_log_price(x, rng, 60.0), oracle)
+    trend = drift * np.arange(n, dtype=np.float64)
+    return SynthMarket("mean_reverting", _bars_from_log_price(x + trend, rng, 60.0), oracle)
 
 
 def make_market(kind: str, n: int, seed: int) -> SynthMarket:

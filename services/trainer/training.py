@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from services.trainer.backtest import metrics
-from services.trainer.env import TradingEnv
 from services.trainer.errors import TrainingError
 from services.trainer.evaluation import evaluate_split, run_backtest
+from services.trainer.gym_vec_env import rllib_env
 from services.trainer.splits import Split
 from shared.rl.bars import Bars
 from shared.rl.costs import CostModel, FeeTier
@@ -35,6 +35,7 @@ from shared.rl.weights import export_weights
 
 ALGOS = ("dqn", "ppo", "appo")
 CONFIG_DIR = Path(__file__).parent / "configs"
+RLLIB_ENV = "tradewind-trading"  # the name `rllib_env` is registered under with Ray
 
 
 def load_config(algo: str, path: str | Path | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -88,13 +89,6 @@ def env_config_from(config: dict[str, Any], start: int = 0, stop: int | None = N
         return EnvConfig(cost=cost_model_from(config), start=start, stop=stop, **env)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"[env] section: {exc}") from exc
-
-
-class RLlibTradingEnv(TradingEnv):
-    """`TradingEnv` built from RLlib's env_config dict (keys `market`, `env`)."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config["market"], config["env"])
 
 
 class RayUnavailable(TrainingError):
@@ -155,7 +149,8 @@ def check_ray_address(address: str, source: str, timeout: float = RAY_CONNECT_TI
 def ray_session(num_cpus: int | None = None, address: str | None = None) -> Iterator[dict[str, Any]]:
     """Start a quiet local Ray for one training run, or join the cluster at `address` / RAY_ADDRESS.
 
-    Yields where the run goes: `ray_address` (the cluster's GCS) and `ray_nodes` (alive nodes).
+    Yields where the run goes: `ray_address` (the cluster's GCS) and `ray_nodes` (alive nodes; a
+    training's metrics give the nodes its env runners ran on instead).
     A session the caller already opened is used as it is.
     """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -200,6 +195,15 @@ def build_algorithm_config(
 
     training = dict(config.get("training", {}))
     runners = dict(config.get("env_runners", {}))
+    if runners.pop("fast_sampler", False):  # array-level sampling (services/trainer/fast_runner.py)
+        from services.trainer.fast_runner import FastVecEnvRunner
+
+        runners["env_runner_cls"] = FastVecEnvRunner
+    if env is None:  # the runners step `VecTradingEnv` (one numpy call per step of all their envs)
+        from ray.tune.registry import register_env
+
+        register_env(RLLIB_ENV, rllib_env)  # RLlib takes a creator function only by a registered name
+        runners.setdefault("gym_env_vectorize_mode", "vector_entry_point")
     model = dict(config.get("model", {}))
     if algo == "dqn":
         from ray.rllib.algorithms.dqn import DQNConfig
@@ -224,10 +228,14 @@ def build_algorithm_config(
         from ray.rllib.algorithms.appo import APPOConfig
 
         base = APPOConfig()
+    # unsquashing a discrete action is the identity, yet costs RLlib a deepcopy and a pass per env
+    normalize = env is not None or env_config.continuous
     try:
         return (
             base.environment(
-                env or RLlibTradingEnv, env_config=env_config if env else {"market": market, "env": env_config}
+                env or RLLIB_ENV,
+                env_config=env_config if env else {"market": market, "env": env_config},
+                normalize_actions=normalize,
             )
             .framework("torch")
             .env_runners(**runners)
@@ -258,14 +266,45 @@ def train(
     progress: Callable[[int, int], None] | None = None,
     init_from: str | Path | None = None,
     bar_clock: str = "exchange",
+    env_runners: int | None = None,
 ) -> TrainResult:
     """Train `algo` on the training split of `bars`, save the checkpoint and evaluate out of sample.
 
     `init_from` (a checkpoint dir of the same algorithm and features) fine-tunes its weights
     instead of starting from scratch. `bar_clock` (exchange or receive time) is recorded with
-    the bar length so a live consumer of the policy builds the same bars.
+    the bar length so a live consumer of the policy builds the same bars. On a Ray cluster of
+    several nodes the env runners (`env_runners`, default one per node) are spread over the nodes.
     """
-    config = config or load_config(algo)
+    from services.trainer.cluster import asking_for, spread_if_several_nodes
+
+    config = asking_for(config or load_config(algo), env_runners)
+    with ray_session():
+        kwargs = {"bars": bars, "algo": algo, "timesteps": timesteps, "seed": seed, "gpus": gpus, "config": config}
+        kwargs.update(data_label=data_label, init_from=init_from, bar_clock=bar_clock)
+        spread = spread_if_several_nodes(train, kwargs, Path(out_dir), env_runners, progress)
+        if spread is not None:
+            return TrainResult(Path(out_dir), spread)
+        return _train_here(
+            bars, algo, out_dir, timesteps, seed, gpus, config, data_label, progress, init_from, bar_clock
+        )
+
+
+def _train_here(
+    bars: Bars,
+    algo: str,
+    out_dir: str | Path,
+    timesteps: int,
+    seed: int,
+    gpus: float,
+    config: dict[str, Any],
+    data_label: str,
+    progress: Callable[[int, int], None] | None,
+    init_from: str | Path | None,
+    bar_clock: str,
+) -> TrainResult:
+    """The run in this process, its env runners where Ray puts them (inside a placement group: its bundles)."""
+    from services.trainer.cluster import runner_nodes
+
     split_cfg = config.get("split", {})
     features = feature_options(config)
     market = compute_features(bars, **features)
@@ -295,26 +334,26 @@ def train(
     started = time.perf_counter()
     sampled, iterations = 0, 0
     last: dict[str, Any] = {}
-    with ray_session():
-        algorithm = algo_config.build_algo()
-        try:
-            if init_from is not None:
-                _load_weights(algorithm, Path(init_from))
-            next_check = select_every
-            while sampled < timesteps:
-                last = algorithm.train()
-                iterations += 1
-                sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
-                if progress is not None:
-                    progress(min(sampled, timesteps), timesteps)
-                if selection is not None and (sampled >= next_check or sampled >= timesteps):
-                    selection.check(algorithm, sampled)
-                    next_check = sampled + select_every
-            if selection is not None:
-                selection.restore_best(algorithm)
-            algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
-        finally:
-            algorithm.stop()
+    algorithm = algo_config.build_algo()
+    try:
+        nodes = runner_nodes(algorithm)
+        if init_from is not None:
+            _load_weights(algorithm, Path(init_from))
+        next_check = select_every
+        while sampled < timesteps:
+            last = algorithm.train()
+            iterations += 1
+            sampled = int(last.get("env_runners", {}).get("num_env_steps_sampled_lifetime", sampled))
+            if progress is not None:
+                progress(min(sampled, timesteps), timesteps)
+            if selection is not None and (sampled >= next_check or sampled >= timesteps):
+                selection.check(algorithm, sampled)
+                next_check = sampled + select_every
+        if selection is not None:
+            selection.restore_best(algorithm)
+        algorithm.save_to_path(str((out / ALGORITHM_DIR).resolve()))
+    finally:
+        algorithm.stop()
     train_s = time.perf_counter() - started
     meta["timesteps"] = sampled
     if selection is not None:
@@ -330,6 +369,7 @@ def train(
         "train_s": round(train_s, 2),
         "env_steps_per_s": round(sampled / train_s, 1),
         "episode_return_mean": runners.get("episode_return_mean"),
+        "ray_nodes": len(nodes),  # distinct nodes whose env runners sampled
     }
     metrics.update(evaluate_split(out, market, split))
     meta["metrics"] = metrics

@@ -47,10 +47,10 @@ class VecTradingEnv:
 
     def reset(self, starts: NDArray[np.int64] | None = None) -> NDArray[np.float32]:
         """Start every env (at `starts`, or at random bars of the range)."""
-        self._restart(np.arange(self.num_envs), starts)
-        return self._observe()
+        self.restart(np.arange(self.num_envs), starts)
+        return self.observe()
 
-    def _restart(self, idx: NDArray[np.int64], starts: NDArray[np.int64] | None = None) -> None:
+    def restart(self, idx: NDArray[np.int64], starts: NDArray[np.int64] | None = None) -> None:
         if starts is None:
             starts = self.rng.integers(self._lo, self._hi - self._length, size=len(idx))
         self.t[idx] = starts
@@ -61,7 +61,7 @@ class VecTradingEnv:
         self.dsr_a[idx] = 0.0
         self.dsr_b[idx] = 0.0
 
-    def _observe(self) -> NDArray[np.float32]:
+    def observe(self) -> NDArray[np.float32]:
         obs = self._obs
         np.take(self._features, self.t, axis=0, out=obs[:, :-2])
         obs[:, -2] = self.position
@@ -72,6 +72,14 @@ class VecTradingEnv:
         self, actions: NDArray[np.generic]
     ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
         """Apply one action per env; returns (obs, reward, terminated, truncated), auto-resetting done envs."""
+        reward, terminated, truncated = self.advance(actions)
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            self.restart(done)
+        return self.observe(), reward, terminated, truncated
+
+    def advance(self, actions: NDArray[np.generic]) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_]]:
+        """One bar for every env, finished ones left at their last bar: (reward, terminated, truncated)."""
         cfg = self.config
         t = self.t
         if cfg.continuous:
@@ -89,10 +97,7 @@ class VecTradingEnv:
         self.t = t + 1
         terminated = after <= 0.0
         truncated = (self.t >= self.end) & ~terminated
-        done = np.flatnonzero(terminated | truncated)
-        if len(done):
-            self._restart(done)
-        return self._observe(), reward, terminated, truncated
+        return reward, terminated, truncated
 
     def _reward(self, before: NDArray[np.float64], after: NDArray[np.float64]) -> NDArray[np.float64]:
         cfg = self.config

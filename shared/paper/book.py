@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 from shared.schemas import BookUpdate
@@ -19,19 +19,24 @@ class SimBook:
     what our own orders took.
     """
 
-    __slots__ = ("asks", "bids", "seq")
+    __slots__ = ("_best_ask", "_best_bid", "asks", "bids", "seq")
 
     def __init__(self) -> None:
         self.bids: dict[float, float] = {}
         self.asks: dict[float, float] = {}
         self.seq = 0
+        # The touch, kept as levels change (a full book has thousands of levels; a scan per update is
+        # what made tick-to-order slow); None = not known, found again by one scan when asked.
+        self._best_bid: float | None = None
+        self._best_ask: float | None = None
 
     def apply(self, update: BookUpdate) -> None:
         if update.snapshot:
             self.bids.clear()
             self.asks.clear()
-        _set_levels(self.bids, update.bids)
-        _set_levels(self.asks, update.asks)
+            self._best_bid = self._best_ask = None
+        self._best_bid = _set_levels(self.bids, update.bids, self._best_bid, max)
+        self._best_ask = _set_levels(self.asks, update.asks, self._best_ask, min)
         self.seq = update.seq
 
     def side(self, side: str) -> dict[float, float]:
@@ -39,10 +44,14 @@ class SimBook:
         return self.bids if side == "buy" else self.asks
 
     def best_bid(self) -> float | None:
-        return max(self.bids) if self.bids else None
+        if self._best_bid is None and self.bids:
+            self._best_bid = max(self.bids)
+        return self._best_bid
 
     def best_ask(self) -> float | None:
-        return min(self.asks) if self.asks else None
+        if self._best_ask is None and self.asks:
+            self._best_ask = min(self.asks)
+        return self._best_ask
 
     def mid(self) -> Decimal | None:
         bid, ask = self.best_bid(), self.best_ask()
@@ -77,13 +86,23 @@ class SimBook:
             left = levels.get(p, 0.0) - float(qty)
             if left <= 1e-15:
                 levels.pop(p, None)
+                if p == self._best_bid:
+                    self._best_bid = None
+                if p == self._best_ask:
+                    self._best_ask = None
             else:
                 levels[p] = left
 
 
-def _set_levels(side: dict[float, float], levels: list[Level]) -> None:
+def _set_levels(
+    side: dict[float, float], levels: list[Level], best: float | None, better: Callable[[float, float], float]
+) -> float | None:
+    """Apply ``levels`` to ``side``; return its best price (``better`` picks it), None when it must be found again."""
     for price, amount in levels:
         if amount:
+            if price not in side and best is not None:
+                best = better(best, price)
             side[price] = amount
-        else:
-            side.pop(price, None)
+        elif side.pop(price, None) is not None and price == best:
+            best = None
+    return best

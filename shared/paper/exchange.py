@@ -649,6 +649,16 @@ class PaperExchange:
         self._at(t.settles_ns, lambda at: self._settle(t, at))
         return t
 
+    def move(self, venue: str, asset: str, amount: float | Decimal, from_wallet: str, to_wallet: str, now: int) -> str:
+        """Internal transfer between two wallets of one venue (spot → cross margin): instant, no fee,
+        as on Binance; the margin levels are judged again at once. Returns the transfer's id."""
+        self.advance(now)
+        tid = f"M{self.id_prefix}{next(self._ids)}"
+        self.accounts.credit(self.accounts.wallet(venue, from_wallet), asset, -dec(amount), "transfer", tid, now)
+        self.accounts.credit(self.accounts.wallet(venue, to_wallet), asset, dec(amount), "transfer", tid, now)
+        self._check_margin(venue, now)
+        return tid
+
     def _settle(self, t: Transfer, at: int) -> None:
         self.accounts.credit(self.accounts.wallet(t.to_venue, "spot"), t.asset, t.amount, "transfer", t.transfer_id, at)
         self.transfers.pop(t.transfer_id, None)

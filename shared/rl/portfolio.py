@@ -38,6 +38,7 @@ from shared.rl.bars import Bars
 from shared.rl.costs import CostModel
 from shared.rl.env_config import PNL_FEATURE_SCALE
 from shared.rl.features import NORM_HALFLIFE, WARMUP, _normalise, compute_features
+from shared.rl.lots import NO_LOTS, LotRule
 from shared.rl.policy import PolicyError
 from shared.rl.weights import NumpyNet, decode_net, read_weights
 
@@ -62,7 +63,9 @@ class PortfolioConfig:
 
     Funding: a long perpetual position pays `funding_rate_8h` per 8 hours of its notional (a short
     receives it) unless recorded rates are given with the data; borrowing for a spot short (margin)
-    pays `borrow_rate_annual`. Both are charged bar by bar.
+    pays `borrow_rate_annual`. Both are charged bar by bar. `lots` holds each market's lot rules
+    (keyed `exchange:BASE/QUOTE`; a market without one trades any amount): the env and the
+    executor size every order by them (`shared.rl.lots`).
     """
 
     levels: tuple[float, ...] = (-1.0, 0.0, 1.0)  # DQN: per-market levels of the joint action
@@ -76,6 +79,7 @@ class PortfolioConfig:
     borrow_rate_annual: float = 0.05
     funding_rate_8h: float = 0.0001  # the stated constant when no recorded rates are given
     lags: tuple[int, ...] = (1, 2)
+    lots: dict[str, LotRule] = field(default_factory=dict)  # "exchange:BASE/QUOTE" -> lot rules
     start: int = 0
     stop: int | None = None
 
@@ -88,6 +92,9 @@ class PortfolioConfig:
     def cost_for(self, exchange: str) -> CostModel:
         return self.venue_costs.get(exchange, self.cost)
 
+    def lot_for(self, market: Market) -> LotRule:
+        return self.lots.get(label(market), NO_LOTS)
+
     def can_short(self, exchange: str) -> bool:
         return is_perpetual(exchange) or self.spot_margin
 
@@ -98,6 +105,7 @@ class PortfolioConfig:
         raw = asdict(self)
         raw["cost"] = self.cost.to_dict()
         raw["venue_costs"] = {k: v.to_dict() for k, v in self.venue_costs.items()}
+        raw["lots"] = {k: v.to_dict() for k, v in self.lots.items()}
         raw["levels"], raw["lags"] = list(self.levels), list(self.lags)
         return raw
 
@@ -106,6 +114,7 @@ class PortfolioConfig:
         d = dict(raw)
         d["cost"] = CostModel.from_dict(d["cost"])
         d["venue_costs"] = {k: CostModel.from_dict(v) for k, v in d.get("venue_costs", {}).items()}
+        d["lots"] = {k: LotRule.from_dict(v) for k, v in d.get("lots", {}).items()}
         d["levels"], d["lags"] = tuple(d["levels"]), tuple(d["lags"])
         return cls(**d)
 

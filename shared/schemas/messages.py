@@ -105,7 +105,8 @@ RiskEventKind = Literal[
     "resume",  # the same, lifted
     "drawdown_halt",  # intraday or total drawdown over its limit: everything halts
     "drawdown_reset",  # a forced resume lifted a drawdown halt; the peaks restart from today's equity
-    "margin_low",  # a margin account under ``margin_floor``: its shorts are bought back
+    "margin_low",  # a margin account under ``margin_floor``: collateral topped up, else its shorts bought back
+    "margin_top_up",  # the executor's outcome of a top-up transfer (done, rejected, or unknown: never resent)
     "crash_start",  # the flash-crash detector's states of one market
     "crash_recovery",
     "crash_end",
@@ -117,6 +118,7 @@ RiskEventKind = Literal[
     "reconcile_mismatch",  # the executor's books and the venue's balances disagree
     "service_start",  # the risk service started, with its limits
     "control_refused",  # a risk:control entry unsigned, forged, replayed or beyond its signer's authority
+    "service_gave_up",  # `tradewind up`'s supervisor stopped restarting a crash-looping service or server
 ]
 
 
@@ -163,4 +165,77 @@ class PolicyUpdate(Message, tag="policy", frozen=True):
     markets: list[tuple[str, str]] = []
 
 
-AnyMessage = Trade | BookUpdate | Status | OrderIntent | OrderEvent | RiskEvent | RiskControl | PolicyUpdate
+class PolicyVerdict(Message, tag="verdict", frozen=True):
+    """One online training round's verdict, on `policy:updates` beside the promotions: what was tried, how
+    it did on the held-out bars beside the champion and the baselines, whether it was promoted and why (not)."""
+
+    round: int
+    ts: int
+    markets: list[tuple[str, str]]
+    trials: list[str]  # the policy ids the round recorded
+    promoted: bool
+    reason: str
+    best: str | None = None  # the round's best trial (the one judged)
+    sharpe: float | None = None  # its held-out Sharpe
+    total_return: float | None = None
+    champion_sharpe: float | None = None  # the champion's on the same bars; None: no champion yet
+    baselines: dict[str, float] = {}  # baseline name -> held-out Sharpe
+    notes: list[str] = []  # e.g. the sample looped: bars after the loop were not used
+
+
+ArbEventKind = Literal["opportunity", "execution", "transfer"]
+
+
+class ArbEvent(Message, tag="arb", frozen=True):
+    """An arbitrage strategy's opportunity (with the guards' decision), execution (expected vs realised)
+    or inventory transfer (its cost charged to the strategy's PnL), on `arb:events` for the dashboard."""
+
+    kind: ArbEventKind
+    strategy: str  # "arb" (cycles inside one venue) | "xarb" (across venues)
+    ts: int
+    exchange: str  # the venue; "BUY>SELL" for a cross-venue trade; "FROM>TO" for a transfer
+    assets: list[str] = []
+    decision: str = ""  # opportunity: "fired" or the refusal; execution: its status
+    execution_id: str = ""
+    expected_profit: float = 0.0  # in ``profit_asset``
+    realized_profit: float = 0.0  # execution: realised; transfer: minus its cost
+    profit_asset: str = ""
+    pnl: float | None = None  # xarb: the strategy's running PnL in ``profit_asset`` (executions minus transfers)
+    detail: dict[str, float | str] = {}
+
+
+TransferStatus = Literal["requested", "done", "rejected", "unknown"]
+
+
+class WalletTransfer(Message, tag="transfer", frozen=True):
+    """Collateral moved between two wallets of one venue (spot → margin: the risk service's top-up).
+
+    Asked for on ``orders:transfers`` (status "requested"); the executor claims ``transfer_id`` once and
+    publishes the outcome on ``orders:events``: "done" (with the venue's id), "rejected" (definitely not
+    moved, ``reason`` says why) or "unknown" (it may have moved: never resent, the wallets tell)."""
+
+    transfer_id: str  # idempotency key: a transfer seen twice moves once
+    exchange: str
+    asset: str
+    amount: float
+    from_wallet: str  # wallet names of the executor's balances: spot | cross | isolated:BASE/QUOTE
+    to_wallet: str
+    ts: int
+    reason: str = ""  # request: why ("margin_top_up"); outcome: the refusal or error
+    status: TransferStatus = "requested"
+    venue_transfer_id: str = ""
+
+
+AnyMessage = (
+    Trade
+    | BookUpdate
+    | Status
+    | OrderIntent
+    | OrderEvent
+    | RiskEvent
+    | RiskControl
+    | PolicyUpdate
+    | PolicyVerdict
+    | ArbEvent
+    | WalletTransfer
+)

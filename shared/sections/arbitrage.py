@@ -62,3 +62,23 @@ class ArbitrageSettings(Section):
     )
     log_interval_s: float = Field(10.0, gt=0, description="how often the scanning summary is logged at INFO")
     max_unwind_orders: int = Field(8, ge=1, description="market orders one failed execution may use to unwind")
+    cross_enabled: bool | None = Field(
+        None, description="run the cross-venue strategy in the executor; default: as `enabled`"
+    )
+    cross_venues: list[str] = Field(
+        default_factory=list,
+        description="venues the cross-venue strategy trades between (markets listed on two or more of them); "
+        "empty: the executor's market_data_venues that the paper venue simulates",
+    )
+    cross_max_amount: dict[str, float] = Field(
+        default_factory=dict, description="per base asset, the most one cross-venue execution may buy (e.g. BTC: 0.05)"
+    )
+    cross_max_transfer_s: float = Field(
+        60.0, ge=0, description="rebalancing transfers use only assets that settle within this many seconds"
+    )
+    cross_rebalance_below: float = Field(
+        0.5, ge=0, le=1, description="top a venue's asset up when it falls below this fraction of its starting amount"
+    )
+    cross_leg_timeout_s: float = Field(
+        5.0, gt=0, description="a leg whose report has not come by then is looked up in the records and the venue"
+    )

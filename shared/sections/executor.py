@@ -52,6 +52,7 @@ def default_venues() -> dict[str, VenueSim]:
         "bitstamp": _venue(0.004, 0.003, "quote"),
         "bitfinex": _venue(0.002, 0.001),
         "gemini": _venue(0.004, 0.002, "quote"),
+        "synth": _venue(0.001, 0.001),  # the generated market of `--mode synth`: Binance spot's fees
     }
 
 
@@ -158,7 +159,9 @@ class ExecutorSettings(Section):
         1_000.0, gt=0, description="quote value a policy position of 1.0 stands for (its paper capital)"
     )
     rl_allow_short: bool = Field(
-        False, description="let the RL policy go short through the paper exchange's cross margin"
+        False,
+        description="let the RL policy go short on spot through the paper exchange's cross margin "
+        "(perpetuals short regardless, as in the portfolio env)",
     )
     policy_dir: str | None = Field(
         None,

@@ -9,6 +9,7 @@ Nested keys use ``__`` in the environment, e.g.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -104,11 +105,31 @@ def _default_venues() -> dict[str, VenueSettings]:
 class ReplaySettings(Section):
     """The built-in replay exchange that `tradewind up --mode replay` connects the connectors to."""
 
-    data: Path | None = Field(None, description="capture file or folder; None: the sample shipped with ingest")
+    data: Path | None = Field(None, description="capture file or folder; None: the sample named by `sample`")
+    sample: Literal["default", "day"] = Field(
+        "default",
+        description="default: minutes of Binance/Coinbase shipped with ingest; day: 24 h of Bitstamp BTC/USD"
+        " (2015, GPL-2.0, in the checkout's samples/bitstamp-day/, not in the wheel)",
+    )
     speed: float = Field(1.0, ge=0, description="1 = recorded pace, 2 = twice as fast, 0 = as fast as possible")
     loop: bool = Field(True, description="start the capture again when it ends (a live-looking demo)")
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+
+
+class SynthSettings(Section):
+    """The generated market of `tradewind up --mode synth` (shared/synth_market.py): exchange `synth`, SYN/USDT."""
+
+    seed: int = Field(1, description="seed of the generated price path and trades")
+    minutes: float = Field(
+        60.0,
+        gt=0,
+        description="minutes of market generated at start (0.25 s steps); then the feed ends: a reconnect would"
+        " replay it from its start, which the trainer refuses as a loop",
+    )
+    theta: float = Field(0.2, gt=0, lt=1, description="share of a deviation from the mean reverted per 0.25 s step")
+    sigma: float = Field(0.004, gt=0, description="std of the log-price shock per step")
+    drift: float = Field(0.0001, ge=0, description="fall of the mean log price per step (buy-and-hold loses)")
 
 
 class RecorderSettings(Section):
@@ -133,4 +154,5 @@ class IngestSettings(Section):
     snapshot_retry_s: float = Field(1.0, gt=0, description="wait before asking again for a snapshot too old to use")
     max_buffered_deltas: int = Field(20_000, ge=10, description="deltas kept per symbol while waiting for a snapshot")
     replay: ReplaySettings = ReplaySettings()
+    synth: SynthSettings = SynthSettings()
     recorder: RecorderSettings = RecorderSettings()

@@ -48,9 +48,13 @@ class LimitOverride(Section):
 class CrashSettings(Section):
     """The flash-crash detector (services/risk/crash.py). Windows are in seconds of market time."""
 
-    window_s: float = Field(5.0, gt=0, description="price velocity is measured over this window")
+    windows_s: list[float] = Field(
+        default_factory=lambda: [5.0, 30.0, 120.0],
+        min_length=1,
+        description="price velocity is measured over each of these windows (flash crashes last seconds to minutes)",
+    )
     vol_halflife_s: float = Field(120.0, gt=0, description="half-life of the 1-second return variance estimate")
-    vol_floor: float = Field(0.0005, gt=0, description="least 1-second volatility assumed (quiet markets)")
+    vol_floor: float = Field(0.0002, gt=0, description="least 1-second volatility assumed (quiet markets)")
     min_drop: float = Field(0.02, gt=0, lt=1, description="a crash needs the mid down at least this much in the window")
     z_threshold: float = Field(8.0, gt=0, description="...and that drop this many window-volatilities deep")
     divergence_alone: float = Field(

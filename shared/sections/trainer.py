@@ -31,6 +31,12 @@ class TrainerSettings(Section):
     bar_clock: Literal["receive", "exchange"] = Field(
         "receive", description="time bars by local receive time (robust to looped replays) or exchange time"
     )
+    loop_tolerance_s: float = Field(
+        5.0,
+        gt=0,
+        description="a market's exchange time going back more than this means its sample looped: later trades "
+        "repeat bars already seen and are not used",
+    )
     window_bars: int = Field(20_000, ge=500, description="rolling window of bars kept in memory for training")
     min_bars: int = Field(400, ge=400, description="bars needed before the first training round")
     interval_s: float = Field(600.0, gt=0, description="seconds between online training rounds")

@@ -32,6 +32,14 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Errors that abort one transaction of two that conflict (PostgreSQL picks the victim): run it again.
+CONFLICT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+CONFLICT_TRIES = 5
+
+
 class StorageUnavailable(RuntimeError):
     """PostgreSQL stayed unreachable for longer than ``storage.retry_max_s``."""
 
@@ -42,12 +50,19 @@ async def retrying(
     retry_max_s: float,
     on_retry: Callable[[], None] | None = None,
 ) -> T:
-    """Run ``operation`` until it succeeds, backing off on connection errors, for up to ``retry_max_s``."""
+    """Run ``operation`` until it succeeds, backing off on connection errors, for up to ``retry_max_s``;
+    run it again at once when PostgreSQL aborted it as a deadlock's victim (up to ``CONFLICT_TRIES`` times)."""
     deadline = time.monotonic() + retry_max_s
     delay = 0.05
+    conflicts = 0
     while True:
         try:
             return await operation()
+        except CONFLICT_ERRORS as exc:
+            conflicts += 1
+            if conflicts >= CONFLICT_TRIES:
+                raise
+            log.warning("%s aborted by a conflicting transaction (%r); running it again", what, exc)
         except TRANSIENT_ERRORS as exc:
             if time.monotonic() + delay > deadline:
                 raise StorageUnavailable(f"{what}: PostgreSQL unreachable for {retry_max_s}s ({exc!r})") from exc

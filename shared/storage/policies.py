@@ -24,7 +24,7 @@ import numpy as np
 
 from shared.bus import Bus
 from shared.rl.weights import WEIGHTS_FILE, file_sha256, with_sha
-from shared.schemas import PolicyUpdate
+from shared.schemas import PolicyUpdate, PolicyVerdict
 from shared.schemas.streams import POLICY_UPDATES
 from shared.storage.db import Database
 from shared.storage.writer import ns_to_datetime
@@ -55,7 +55,8 @@ def parse_markets(value: Any) -> tuple[Market, ...]:
 
 
 class PolicyRegistry:
-    """Every trial recorded; the promoted one published on `policy:updates` once its row is durable."""
+    """Every trial recorded; the promoted one, and every online round's verdict, published on
+    `policy:updates` once the rows are durable."""
 
     def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self.db = db
@@ -104,6 +105,20 @@ class PolicyRegistry:
     async def verdict(self, policy_ids: list[str], reason: str) -> None:
         """Why these trials were (not) promoted: `tradewind policy list` shows it."""
         await self.db.execute("UPDATE policies SET reason = $2 WHERE id = ANY($1::text[])", policy_ids, reason)
+
+    async def note(self, policy_ids: list[str], note: str) -> None:
+        """Add a note to these trials' recorded reason (e.g. why no round followed them)."""
+        await self.db.execute(
+            "UPDATE policies SET reason = CASE WHEN reason = '' THEN $2 ELSE reason || '; ' || $2 END"
+            " WHERE id = ANY($1::text[])",
+            policy_ids,
+            note,
+        )
+
+    async def announce(self, verdict: PolicyVerdict) -> None:
+        """Publish a round's verdict on `policy:updates` (after its trials' rows are written)."""
+        if self.bus is not None:
+            await self.bus.publish(POLICY_UPDATES, verdict)
 
     async def trial_count(
         self, exchange: str | None = None, symbol: str | None = None, markets: Sequence[Sequence[str]] | None = None

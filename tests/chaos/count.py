@@ -4,7 +4,8 @@
   is attributed to a decision by its client id, and one it cannot be attributed to is counted apart);
 - lost fills: fills at the venue whose quantity is missing from PostgreSQL's ``fills``;
 - orders while halted: venue orders accepted (the venue's clock) between the moment `tradewind halt`
-  returned and the moment `tradewind resume` was run.
+  returned and the moment `tradewind resume` was run;
+- decisions without outcome: decisions with no order row in PostgreSQL (neither executed nor refused).
 """
 
 from __future__ import annotations
@@ -88,14 +89,21 @@ async def pg_fills(dsn: str) -> dict[str, Decimal] | None:
     return out
 
 
-async def settled(fake: FakeBinance, dsn: str, tag: str) -> bool:
-    """Every venue fill is in PostgreSQL and no decision's order is still of unknown outcome."""
+async def settled(fake: FakeBinance, dsn: str, tag: str, decisions: int) -> bool:
+    """Every venue fill is in PostgreSQL, every decision has its order row (executed or refused) and none
+    is still of unknown outcome."""
     stored = await pg_fills(dsn)
     open_rows = await query(dsn, "SELECT 1 FROM orders WHERE status IN ('submitted', 'unknown')")
-    if stored is None or open_rows is None:
+    if stored is None or open_rows is None or len(await decided_rows(dsn, tag)) < decisions:
         return False
     executed = {str(oid): D(o["executedQty"]) for oid, o in fake.orders.items() if D(o["executedQty"])}
     return not open_rows and all(stored.get(oid, D(0)) >= qty for oid, qty in executed.items())
+
+
+async def decided_rows(dsn: str, tag: str) -> set[str]:
+    """The decisions' client ids that have an order row in PostgreSQL."""
+    rows = await query(dsn, "SELECT client_order_id FROM orders WHERE client_order_id LIKE $1", f"chaos{tag}n%")
+    return {r["client_order_id"] for r in rows or []}
 
 
 async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
@@ -144,6 +152,7 @@ async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
         "orders_while_halted_ids": while_halted,
         "halt_window_s": round((window[1] - window[0]) / 1e9, 2) if window and window[1] else None,
         "decisions_without_venue_order": len(decided) - len(per_decision),
+        "decisions_without_outcome": len(set(decided) - await decided_rows(dsn, chaos.tag)),  # no row in PG
         "pg_orders_by_status": {r["status"]: r["n"] for r in statuses},
         "pg_rejections_by_reason": {r["reason"]: r["n"] for r in reasons},
         "halt_events": halts[0]["n"] if halts else None,

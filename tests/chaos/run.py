@@ -30,6 +30,7 @@ from tests.executor.fake_venue.harness import DATA, KEY, SECRET, recorded_book, 
 DECISIONS = 180
 PACE_S = 0.1  # one decision per PACE_S: the strategy's rate
 RECOVERY_S = 90.0  # a fault must be followed by a filled decision within this
+HALTED = 30  # decisions between the halt and the resume, however late the halt fired
 LIMITS = {
     "max_order_notional": 10_000.0,
     "max_position_notional": 50_000.0,
@@ -101,6 +102,7 @@ class Chaos:
         fake = self.fake
         return {
             15: ("kill -9 executor", lambda: self.kill("executor")),
+            20: ("someone trades against every resting order, those the killed executor left included", self.sweep),
             30: ("venue faults: timeout after accept, 5xx after accept, 503 and 429 before accept, late lookup",
                  lambda: self.faults(Fault(hang=True), Fault(status=502), Fault(accept=False, status=503),
                                      Fault(accept=False, status=429), Fault(status=504, hidden_lookups=2))),
@@ -119,6 +121,12 @@ class Chaos:
     async def kill(self, name: str) -> None:
         pid = await self.services[name].kill9()
         self.note(f"killed {name} pid {pid}")
+
+    async def sweep(self) -> None:
+        cids = [o["clientOrderId"] for o in self.fake.orders.values() if o["status"] == "NEW"]
+        for cid in cids:
+            await self.fake.fill_resting(cid)
+        self.note("filled resting orders", client_order_ids=cids)
 
     async def faults(self, *faults: Fault) -> None:
         self.fake.faults.extend(faults)
@@ -186,7 +194,11 @@ class Chaos:
             await self.trade()
             self.note("decisions done")
             with contextlib.suppress(TimeoutError):
-                await until(lambda: count.settled(self.fake, self.pg.url, self.tag), "the venue and PG to agree", 60)
+                await until(
+                    lambda: count.settled(self.fake, self.pg.url, self.tag, len(self.driver.decisions)),
+                    "the venue and PG to agree",
+                    60,
+                )
             self.note("settled")
         finally:
             self.driver.stop_feed()
@@ -196,6 +208,8 @@ class Chaos:
             await self.fake.close()
             await server.close()
         summary = await count.summary(self, self.pg.url)
+        with (logs / "venue_orders.jsonl").open("w") as f:  # the venue's side, to read next to the services' logs
+            f.writelines(json.dumps(o, default=str) + "\n" for o in self.fake.orders.values())
         await self.driver.close()
         self.redis.stop()
         self.pg.stop()
@@ -227,6 +241,8 @@ class Chaos:
                     self.note(what, decision=n)
                     await act()
                     last = (n, time.monotonic())
+                    if what == "tradewind halt":
+                        pending = after_the_halt(pending, n)
             if n in resting:
                 await self.fill_resting(resting.pop(n))
             d = await self.driver.decide(resting=n % 10 == 5)
@@ -244,6 +260,14 @@ class Chaos:
         if orders:
             await self.fake.fill_resting(cid)
             self.note("filled resting order", client_order_id=cid)
+
+
+def after_the_halt(pending: list[tuple[int, Any]], n: int) -> list[tuple[int, Any]]:
+    """The halt fires late when trading was slow to go on after the PostgreSQL kill (a loaded machine):
+    move the resume, and what follows it, so that HALTED decisions are still refused while halted."""
+    resume = next(due for due, (what, _) in pending if what == "tradewind resume")
+    shift = max(0, n + HALTED - resume)
+    return [(due + shift, entry) for due, entry in pending]
 
 
 async def main(out: Path | None, workdir: Path) -> dict[str, Any]:

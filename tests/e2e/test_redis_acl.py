@@ -12,6 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError, ResponseError
 
+from services.executor.store import PUBLISHED_MARKER
 from shared.bus import Consumer, Delivery, RedisBus, connect_redis
 from shared.config import BusSettings
 from shared.embedded import OPERATOR, REDIS_ROLES, EmbeddedRedis, role_passwords
@@ -26,7 +27,7 @@ ALLOWED: dict[str, list[tuple[object, ...]]] = {
         ("XADD", streams.md_trades("binance"), "*", "d", "x"),
         ("XADD", streams.md_book("binance"), "*", "d", "x"),
         ("XADD", streams.MD_STATUS, "*", "d", "x"),
-        ("HINCRBY", streams.STATS_KEY, "md:status:entries", 1),
+        ("HINCRBY", streams.stats_key(streams.MD_STATUS), "entries", 1),
         ("XADD", streams.dead_letter(streams.md_trades("binance")), "*", "d", "x"),
     ],
     "executor": [
@@ -36,10 +37,10 @@ ALLOWED: dict[str, list[tuple[object, ...]]] = {
         ("XADD", streams.RISK_CONTROL, "*", "d", "x"),
         ("HSET", streams.HALTS, "h", "x"),
         ("SET", "tw:executor:claim:c1", "run", "NX", "EX", 60),
-        ("SET", "tw:executor:published:1", "1"),
+        ("SET", f"{PUBLISHED_MARKER}1", "1"),
         ("XGROUP", "CREATE", streams.POLICY_UPDATES, "executor-policies", "$", "MKSTREAM"),
         ("XGROUP", "CREATE", streams.md_book("binance"), "executor", "$", "MKSTREAM"),
-        ("HINCRBY", streams.STATS_KEY, "orders:events:entries", 1),
+        ("HINCRBY", streams.stats_key(streams.ORDERS_EVENTS), "entries", 1),
     ],
     "risk": [
         ("XADD", streams.ORDERS_INTENTS, "*", "d", "x"),
@@ -53,11 +54,11 @@ ALLOWED: dict[str, list[tuple[object, ...]]] = {
     "trainer": [
         ("XADD", streams.POLICY_UPDATES, "*", "d", "x"),
         ("XGROUP", "CREATE", streams.md_trades("binance"), "trainer", "$", "MKSTREAM"),
-        ("HINCRBY", streams.STATS_KEY, "policy:updates:entries", 1),
+        ("HINCRBY", streams.stats_key(streams.POLICY_UPDATES), "entries", 1),
     ],
     "dashboard": [
         ("XRANGE", streams.ORDERS_EVENTS, "-", "+", "COUNT", 1),
-        ("HGETALL", streams.STATS_KEY),
+        ("HGETALL", streams.stats_key(streams.MD_STATUS)),
         ("SCAN", 0, "TYPE", "stream"),
         ("XINFO", "STREAM", streams.MD_STATUS),
         ("GET", streams.RISK_STATE),
@@ -66,7 +67,7 @@ ALLOWED: dict[str, list[tuple[object, ...]]] = {
     OPERATOR: [
         ("XADD", streams.RISK_CONTROL, "*", "d", "x"),
         ("HSET", streams.HALTS, "h", "x"),
-        ("HGETALL", streams.STATS_KEY),
+        ("HGETALL", streams.stats_key(streams.MD_STATUS)),
     ],
 }
 REFUSED: dict[str, list[tuple[object, ...]]] = {

@@ -271,3 +271,33 @@ async def test_reports_are_stored_and_published_once_when_the_balances_cannot_be
             )
             assert {r["asset"] for r in ledger} == {"BTC", "USDT"}
             assert sum(r["delta"] for r in ledger if r["asset"] == "BTC") == Decimal("0.01")
+
+
+async def test_a_resting_order_filled_while_the_executor_was_down_is_stored_after_the_restart(
+    isolated: tuple[str, str],
+) -> None:
+    """The executor stops with an order resting at the venue; someone trades against it before the next run
+    starts. The next run stores the fill (orders, fills, ledger) and publishes it, and reconciles clean."""
+    async with fake_venue(**VENUE) as (fake, cfg):
+        settings = live_settings(cfg, reconcile_interval_s=0.2)
+        bid = Decimal(fake.book["BTCUSDT"]["bids"][0][0])
+        rest = OrderIntent("rest", "binance", "BTC/USDT", "buy", "limit", 0.01, time.time_ns(), price=float(bid))
+        async with live_executor(isolated, settings) as (executor, redis, db):
+            await redis.xadd(streams.md_book("binance"), {streams.FIELD: encode(venue_book(fake.book["BTCUSDT"]))})
+            await wait_for(lambda: ("binance", "BTC/USDT") in executor.guard.mids, "the executor's first book")
+            await redis.xadd(streams.ORDERS_INTENTS, {streams.FIELD: encode(rest)})
+            resting = "SELECT 1 FROM orders WHERE client_order_id = 'rest' AND status = 'accepted'"
+            await wait_for(lambda: db.fetch(resting), "the resting order stored as accepted")
+        await fake.fill_resting("rest")  # no executor runs
+
+        async with live_executor(isolated, settings) as (executor, redis, db):
+            filled = await wait_for(lambda: final_event(redis, "rest"), "the fill reported after the restart")
+            rows = await db.fetch("SELECT amount FROM fills WHERE client_order_id = 'rest'")
+            (status,) = await db.fetch("SELECT status FROM orders WHERE client_order_id = 'rest'")
+            # audits every 0.2 s: a few rounds after the fill, none found a difference
+            audits = fake.requests.count("GET /api/v3/openOrders")
+            await wait_for(lambda: fake.requests.count("GET /api/v3/openOrders") >= audits + 3, "three more audits")
+            controls = await messages(redis, streams.RISK_CONTROL, RiskControl)
+    assert (filled.status, filled.filled) == ("filled", pytest.approx(0.01))
+    assert [r["amount"] for r in rows] == [Decimal("0.01")] and status["status"] == "filled"
+    assert [c for c in controls if c.action == "halt"] == []

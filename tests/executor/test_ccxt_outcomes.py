@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from services.executor.ccxt_gateway import CcxtGateway
+from services.executor.gateway import StoredOrder
 from shared.ids import client_order_id, invalid_reason
 from shared.pretrade import UNKNOWN_OUTCOME, PreTradeGuard
 from shared.schemas import OrderEvent, OrderIntent
@@ -161,3 +162,100 @@ async def test_audit_names_what_differs_from_our_fills() -> None:
         finally:
             await gateway.close()
     assert list(diffs) == ["binance"] and "spot USDT" in diffs["binance"][0]
+
+
+@pytest.mark.parametrize("fill_lands", ["before the read", "after the read"])
+async def test_a_fill_recorded_while_the_audit_reads_is_never_a_mismatch(
+    fill_lands: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order filled and recorded between the audit's read of the balances and its comparison: the read
+    may or may not hold the fill, so that round must not count (it once halted a venue for a fill that was
+    ours, counted twice or not at all)."""
+    from services.executor import ccxt_account
+
+    async with fake_venue(**FAST) as (fake, cfg):
+        gateway = CcxtGateway({"binance": cfg})
+        read = ccxt_account.wallet_balances
+
+        async def read_while_trading(venue: str, venue_cfg: CcxtVenue, client: object) -> object:
+            if fill_lands == "before the read":
+                await gateway.submit(intent("during"))  # filled at the venue, not yet recorded...
+                wallets = await read(venue, venue_cfg, client)
+            else:
+                wallets = await read(venue, venue_cfg, client)
+                await gateway.submit(intent("during"))  # filled after the read
+            await gateway.poll()  # ...recorded before the audit compares
+            return wallets
+
+        try:
+            assert await gateway.audit() == {}  # the reference
+            monkeypatch.setattr(ccxt_account, "wallet_balances", read_while_trading)
+            assert await gateway.audit() == {}
+            monkeypatch.setattr(ccxt_account, "wallet_balances", read)
+            assert await gateway.audit() == {}  # the next round compares against a reference that holds the fill
+            fake.balances["spot"]["USDT"] -= Decimal(25)  # and a real difference is still seen
+            diffs = await gateway.audit()
+        finally:
+            await gateway.close()
+    assert len(fake.orders_by_client_id("during")) == 1
+    assert list(diffs) == ["binance"] and "spot USDT" in diffs["binance"][0]
+
+
+async def test_an_earlier_runs_fill_found_at_start_up_is_no_mismatch() -> None:
+    """A run dies after the venue filled its order; the next run reads the balances at start-up (the fill is
+    in them) and then finds the order and records its fill. Counting it twice once halted the venue."""
+    async with fake_venue(**FAST) as (fake, cfg):
+        earlier = CcxtGateway({"binance": cfg})
+        try:
+            await earlier.submit(intent("earlier"))  # filled; that run dies before storing it
+        finally:
+            await earlier.close()
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.balances()  # start-up: what the guard is seeded with
+            assert await gateway.knows("earlier", "binance", "BTC/USDT") is True  # reconcile: found, recorded
+            fills = [e for e, _ in await gateway.poll() if e.client_order_id == "earlier"]
+            assert fills and fills[-1].status == "filled"
+            rounds = [await gateway.audit() for _ in range(2)]
+        finally:
+            await gateway.close()
+    assert rounds == [{}, {}]
+    assert len(fake.orders_by_client_id("earlier")) == 1
+
+
+async def test_orders_left_resting_by_an_earlier_run_report_their_fills_after_a_restart() -> None:
+    """One resting order fills while no executor runs, one after the restart: both fills are reported from
+    what our records held, and the account still reconciles (a fill never seen would halt the venue)."""
+    async with fake_venue(**FAST) as (fake, cfg):
+        price = float(Decimal(fake.book["BTCUSDT"]["bids"][0][0]) * Decimal("0.99"))
+        resting = {cid: intent(cid, kind="limit", price=round(price, 2)) for cid in ("while-down", "after")}
+        earlier = CcxtGateway({"binance": cfg})
+        try:
+            for i in resting.values():
+                await earlier.submit(i)
+            accepted = {e.client_order_id: e for e, _ in await earlier.poll()}
+        finally:
+            await earlier.close()  # that run stops; our records say both orders rest, nothing filled
+        assert {cid: e.status for cid, e in accepted.items()} == dict.fromkeys(resting, "accepted")
+        await fake.fill_resting("while-down")
+
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.balances()  # start-up
+            for cid, i in resting.items():
+                await gateway.follow(StoredOrder(i, "accepted", accepted[cid].order_id, Decimal(0), Decimal(0)))
+            assert await gateway.audit() == {}  # "after" still rests: no round counts, none halts
+            await fake.fill_resting("after")
+            seen = {e.client_order_id: e for e, _ in await gateway.poll()}
+            deadline = time.monotonic() + 20
+            while "after" not in seen or seen["after"].status != "filled":
+                assert time.monotonic() < deadline, f"the fill after the restart was never reported: {seen}"
+                seen |= {e.client_order_id: e for e, _ in await gateway.poll()}
+            rounds = [await gateway.audit() for _ in range(2)]
+        finally:
+            await gateway.close()
+    assert {cid: (seen[cid].status, sum(f.amount for f in seen[cid].fills)) for cid in resting} == {
+        "while-down": ("filled", pytest.approx(0.01)),
+        "after": ("filled", pytest.approx(0.01)),
+    }
+    assert rounds == [{}, {}]

@@ -22,6 +22,7 @@ from services.executor.guarding import guarded_limits
 from services.executor.service import Executor
 from services.risk.cli import send_control
 from services.risk.service import run as run_risk
+from shared import halts
 from shared.bus import connect_redis
 from shared.config import Settings
 from shared.paper import PaperExchange
@@ -62,28 +63,6 @@ async def event(redis: Redis, cid: str, status: str, timeout: float = 10.0) -> O
                     seen.append((m.status, m.reason))
         assert time.monotonic() < deadline, f"no {status!r} event for {cid} within {timeout}s; saw {seen}"
         await asyncio.sleep(0.02)
-
-
-def _entry(entry_id: bytes | str) -> tuple[int, int]:
-    ms, _, seq = (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).partition("-")
-    return int(ms), int(seq)
-
-
-async def last_control(redis: Redis) -> bytes:
-    (entry_id, _), *_ = await redis.xrevrange(streams.RISK_CONTROL, count=1)  # type: ignore[misc]
-    return entry_id  # type: ignore[return-value]
-
-
-async def handled(redis: Redis, group: str, entry_id: bytes, timeout: float = 5.0) -> None:
-    """Wait until the executor's control consumer has handled and acked ``entry_id``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for g in await redis.xinfo_groups(streams.RISK_CONTROL):
-            name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-            if name == group and _entry(g["last-delivered-id"]) >= _entry(entry_id) and g["pending"] == 0:
-                return
-        assert time.monotonic() < deadline, f"{group} never acked risk:control entry {entry_id!r}"
-        await asyncio.sleep(0.005)
 
 
 class Running:
@@ -150,8 +129,8 @@ async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_re
             await asyncio.sleep(0.005)  # rest-2 is on its way to the venue: the halt overtakes it
 
         halt = RiskControl("halt", time.time_ns(), reason="test kill switch", issued_by="test")
-        await send_control(settings, rurl, dsn, halt)  # what `tradewind halt` does
-        await handled(redis, run.control_group, await last_control(redis))
+        sent = await send_control(settings, rurl, dsn, halt, wait_s=5.0)  # what `tradewind halt` does
+        assert (sent["confirmed_by"], sent["not_confirmed"]) == ([run.control_group], [])  # in force: acked
         acked_ns = time.time_ns()
         await publish(redis, streams.ORDERS_INTENTS, market("after-halt"))
         await publish(redis, streams.ORDERS_INTENTS, market("reduce", "sell", reduce_only=True))
@@ -168,8 +147,8 @@ async def test_kill_switch_rejects_the_next_intent_cancels_resting_orders_and_re
         assert status["risk"]["halted"] is True and status["risk"]["source"] == "postgres"
         assert status["risk"]["last_switch"]["detail"]["reason"] == "test kill switch"
 
-        await send_control(settings, rurl, dsn, RiskControl("resume", time.time_ns(), issued_by="test"))
-        await handled(redis, run.control_group, await last_control(redis))
+        resume = RiskControl("resume", time.time_ns(), issued_by="test")
+        assert (await send_control(settings, rurl, dsn, resume, wait_s=5.0))["confirmed_by"] == [run.control_group]
         await publish(redis, streams.ORDERS_INTENTS, market("after-resume"))
         assert (await event(redis, "after-resume", "filled")).filled == 0.001
     finally:
@@ -227,7 +206,8 @@ async def test_silent_risk_service_halts_new_orders_and_its_last_limits_stay_enf
         limit = await publish(
             redis, streams.RISK_CONTROL, RiskControl("set_limit", time.time_ns(), limits={"max_order_notional": 100})
         )
-        await handled(redis, run.control_group, limit)
+        confirmed = await halts.confirmations(redis, limit.decode(), 5.0)
+        assert run.control_group in confirmed.confirmed_by and not confirmed.not_confirmed
         await publish(redis, streams.ORDERS_INTENTS, market("too-big", amount=0.002))
         assert (await event(redis, "too-big", "rejected")).reason == "risk.max_notional"
 
@@ -304,3 +284,59 @@ async def test_a_restarted_executor_lets_a_hedge_buy_back_reduce_its_margin_shor
         "bb-2", "binance", "BTC/USDT", "buy", "market", 2.0, 0, margin_mode="cross", reduce_only=True
     )
     assert executor.guard.check(too_much, time.time_ns()) == "risk.not_reducing"
+
+
+@pytest.mark.integration
+async def test_a_halt_is_confirmed_only_once_the_order_checked_before_it_is_placed_and_cancelled(
+    servers: tuple[str, str, Redis, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order that passed the guard just before a halt is still on its way to the venue (a slow HTTP
+    request): `tradewind halt` must not return before it is placed and cancelled, or the venue would accept
+    it after the operator was told the halt is in force."""
+    dsn, rurl, redis, db = servers
+    settings = Settings(
+        mode="replay",
+        bus=FAST_BUS,
+        executor={"strategy_enabled": False, "market_data_venues": ["binance"]},
+        control=KEYS,
+    )
+    run = Running(settings, redis, db)
+    task = await run.start()
+    entered, release = asyncio.Event(), asyncio.Event()
+    submit = run.executor.gateway.submit
+    order: list[str] = []
+
+    async def slow_submit(intent: OrderIntent) -> None:
+        if intent.client_order_id == "slow" and not intent.cancel:
+            entered.set()
+            await release.wait()  # the request is in flight
+            await submit(intent)
+            order.append("placed")
+        else:
+            await submit(intent)
+
+    monkeypatch.setattr(run.executor.gateway, "submit", slow_submit)
+    try:
+        bid = round(run.mid() * 0.995, 2)  # under the touch: it rests
+        slow = OrderIntent("slow", "binance", "BTC/USDT", "buy", "limit", 0.001, time.time_ns(), price=bid)
+        await publish(redis, streams.ORDERS_INTENTS, slow)
+        await asyncio.wait_for(entered.wait(), 10)
+
+        halt = RiskControl("halt", time.time_ns(), reason="halt during a slow order", issued_by="test")
+        sending = asyncio.create_task(send_control(settings, rurl, dsn, halt, wait_s=30.0))
+        deadline = time.monotonic() + 10
+        while not run.executor.guard.halted:  # the executor has the halt in force...
+            assert time.monotonic() < deadline, "the executor never applied the halt"
+            await asyncio.sleep(0.01)
+        pending = await redis.xpending(streams.RISK_CONTROL, run.control_group)
+        assert pending["pending"] == 1 and not sending.done()  # ...but has not confirmed it: an order is in flight
+        release.set()
+        sent = await asyncio.wait_for(sending, 30)
+        order.append("confirmed")
+        assert (sent["confirmed_by"], sent["not_confirmed"]) == ([run.control_group], [])
+        assert order == ["placed", "confirmed"]
+        await event(redis, "slow", "cancelled")  # and the halt cancelled it
+    finally:
+        release.set()
+        run.executor.stop()
+        await task

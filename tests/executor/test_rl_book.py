@@ -23,9 +23,11 @@ MARKETS = [SPOT, PERP]
 BAR_NS = 1_000_000_000
 
 
-def write_constant_policy(root: Path, name: str, markets: list[tuple[str, str]], weights: list[float]) -> str:
+def write_constant_policy(
+    root: Path, name: str, markets: list[tuple[str, str]], weights: list[float], config: PortfolioConfig | None = None
+) -> str:
     """A portfolio policy whose actor outputs `weights` whatever it sees; return its registered reference."""
-    config = PortfolioConfig()
+    config = config or PortfolioConfig()
     data = build_portfolio_data(lead_lag(300, seed=1, markets=markets).bars, markets, lags=config.lags)
     n_obs, n = observation_size(data), len(markets)
     bias = np.array([*weights, *([-1.0] * n)], dtype=np.float32)  # [means, log_stds]

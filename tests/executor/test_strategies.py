@@ -12,6 +12,7 @@ from services.executor.ccxt_gateway import CcxtGateway
 from services.executor.gateway import PaperGateway
 from services.executor.store import ExecutorStore
 from services.executor.strategies.arbitrage import CycleArbitrage
+from services.executor.strategies.arbitrage_cross import CrossArbitrage
 from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
 from services.executor.strategies.host import StrategyHost
 from services.executor.strategies.momentum import MomentumStrategy
@@ -71,9 +72,9 @@ class Broken(StrategyBase):
 @pytest.mark.parametrize(
     ("mode", "executor", "arbitrage", "expected"),
     [
-        ("replay", {}, {}, ["arb", "momentum", "rl"]),  # every one on by default in replay mode
+        ("replay", {}, {}, ["arb", "xarb", "momentum", "rl"]),  # every one on by default in replay mode
         ("paper", {}, {}, []),
-        ("paper", {"strategy_enabled": True, "rl_enabled": True}, {"enabled": True}, ["arb", "momentum", "rl"]),
+        ("paper", {"strategy_enabled": True, "rl_enabled": True}, {"enabled": True}, ["arb", "xarb", "momentum", "rl"]),
         ("replay", {"strategy_enabled": False, "rl_enabled": False}, {"enabled": False}, []),
     ],
 )
@@ -83,7 +84,7 @@ def test_the_registry_builds_what_the_settings_turn_on(
     settings = Settings(mode=mode, executor=executor, arbitrage=arbitrage)
     built = build_strategies(context(settings))
     assert list(built) == expected
-    kinds = {"arb": CycleArbitrage, "momentum": MomentumStrategy, "rl": RLStrategy}
+    kinds = {"arb": CycleArbitrage, "xarb": CrossArbitrage, "momentum": MomentumStrategy, "rl": RLStrategy}
     for name, strategy in built.items():
         assert isinstance(strategy, kinds[name]) and strategy.name == name
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from services.risk.portfolio import Portfolio
 from services.risk.restore import load_portfolio
 from shared.bounded import LruSet
 from shared.config import Settings
-from shared.schemas import Fill, OrderEvent
+from shared.schemas import Fill, OrderEvent, WalletTransfer
 from shared.storage import Database
 
 
@@ -50,5 +51,38 @@ async def test_start_loads_only_the_newest_fills_and_a_redelivered_one_counts_on
         before = portfolio.spot("binance", "BTC")
         portfolio.on_order_event(event("f-old"))  # orders:events delivers a fill the stored balances include
         assert portfolio.spot("binance", "BTC") == before
+    finally:
+        await db.close()
+
+
+@pytest.mark.integration
+async def test_a_top_up_outcome_delivered_again_after_a_restart_counts_once(isolated: tuple[str, str]):
+    """The executor stores a transfer's ledger rows with the new balances; its outcome on orders:events
+    may come again to a restarted risk service, which must not move the collateral a second time."""
+    dsn, _ = isolated
+    db = await Database.connect(dsn, Settings().storage)
+    try:
+        await db.migrate()
+        now = datetime.now(UTC)
+        await db.execute(
+            "INSERT INTO balances (exchange, wallet, asset, free, locked, borrowed, interest, updated_at) VALUES"
+            " ('binance', 'spot', 'USDT', 850, 0, 0, 0, $1), ('binance', 'cross', 'USDT', 150, 0, 0, 0, $1)",
+            now,
+        )
+        for wallet, delta in (("spot", -150), ("cross", 150)):
+            await db.execute(
+                "INSERT INTO ledger (exchange, wallet, asset, delta, kind, ref, ts)"
+                " VALUES ('binance', $1, 'USDT', $2, 'transfer', 'M7', $3)",
+                wallet,
+                delta,
+                now,
+            )
+        portfolio = await load_portfolio(db, Settings())
+        assert portfolio.margin_assets("binance") == 150.0 and portfolio.spot("binance", "USDT") == 850.0
+        done = WalletTransfer("tu-b-1", "binance", "USDT", 150.0, "spot", "cross", 1, status="done")
+        portfolio.on_transfer(msgspec.structs.replace(done, venue_transfer_id="M7"), 2)
+        assert portfolio.margin_assets("binance") == 150.0 and portfolio.spot("binance", "USDT") == 850.0
+        portfolio.on_transfer(msgspec.structs.replace(done, transfer_id="tu-b-2", venue_transfer_id="M8"), 3)
+        assert portfolio.margin_assets("binance") == 300.0 and portfolio.spot("binance", "USDT") == 700.0
     finally:
         await db.close()

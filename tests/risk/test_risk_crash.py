@@ -70,7 +70,7 @@ def test_no_false_alarm_on_recorded_sessions(venue: str) -> None:
 def test_crash_profile_scales_one_venue_and_thins_its_book() -> None:
     messages = load_messages(DATA)
     start = messages[0].recv_ts + 60 * NS
-    profile = CrashProfile("binance", start, 0.3, 5.0, 60.0, thin=0.8)
+    profile = CrashProfile(frozenset({"binance"}), start, 0.3, 5.0, 60.0, thin=0.8)
     assert profile.factor(start + 5 * NS) == pytest.approx(0.7)
     assert profile.factor(start + 35 * NS) == pytest.approx(0.85)
     out = list(inject(messages, profile))
@@ -191,6 +191,6 @@ def test_the_same_sessions_do_crash_when_one_venue_does() -> None:
     messages = load_messages(FIVE_VENUES)
     kraken = [m for m in messages if m.exchange == "kraken"]
     start = kraken[0].recv_ts + 15 * NS  # after the detector's warm-up, inside the 30 s session
-    crashed = list(inject(messages, CrashProfile("kraken", start, 0.3, 5.0, 60.0)))
+    crashed = list(inject(messages, CrashProfile(frozenset({"kraken"}), start, 0.3, 5.0, 60.0)))
     starts = _crash_starts(crashed)
     assert starts and {venue for venue, _ in starts} == {"kraken"}

@@ -66,7 +66,8 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
         env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **CLI_ENV}
         result = await asyncio.to_thread(CliRunner().invoke, halt, ["--reason", f"drill {uid}"], env=env)
         assert result.exit_code == 0, result.output
-        await until(lambda: len(seen) == 1)
+        assert f"exec-{uid}" in json.loads(result.stdout)["confirmed_by"]  # it returned once the group handled it
+        assert len(seen) == 1
         action, reason, cancels = seen[0]
         assert (action, reason) == ("halt", pretrade.HALTED)
         assert [(c.client_order_id, c.cancel) for c in cancels] == [(f"rest-{uid}", True)]
@@ -85,6 +86,48 @@ async def test_halt_rejects_within_one_loop_turn_cancels_and_resume_restores(
     assert [(r["kind"], r["severity"]) for r in rows] == [("halt", "critical"), ("resume", "info")]
 
 
+async def test_halt_names_the_groups_that_refused_it_or_did_not_confirm_it_in_time(
+    redis_url: str, database_url: str, redis: Redis, uid: str, bus_settings: BusSettings
+) -> None:
+    """A group whose consumer took an entry and never acknowledged it (a stalled service), and one that
+    refuses the operator's controls (a service with another operator key: dead-lettered, so acknowledged
+    but not in force): `tradewind halt` still records the halt, then says so, in its JSON and in words."""
+    stalled, refusing = f"stalled-{uid}", f"refusing-{uid}"
+    env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, **CLI_ENV}
+    await redis.xgroup_create(streams.RISK_CONTROL, stalled, id="$", mkstream=True)
+
+    async def refuse(delivery: Delivery) -> str | None:
+        return "signature does not verify (test: another operator key)"
+
+    async def never(batch: list[Delivery]) -> None:
+        raise AssertionError("a refused control reached the handler")
+
+    consumer = Consumer(redis, [streams.RISK_CONTROL], refusing, never, bus_settings, start_id="$", verify=refuse)
+    task = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.wait_for(consumer.ready.wait(), 10)
+        await redis.xadd(streams.RISK_CONTROL, {streams.FIELD: encode(SIGNERS[RISK].sign(RiskControl("heartbeat", 1)))})
+        assert await redis.xreadgroup(stalled, "stuck", {streams.RISK_CONTROL: ">"}, count=1)  # taken, never acked
+        args = ["--reason", f"stalled {uid}", "--exchange", f"v{uid}", "--wait-s", "1"]
+        result = await asyncio.to_thread(CliRunner().invoke, halt, args, env=env)
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.stdout)
+        assert stalled in out["not_confirmed"] and stalled not in out["confirmed_by"]
+        assert "signature does not verify" in out["refused_by"][refusing]
+        assert refusing not in out["confirmed_by"] + out["not_confirmed"]
+        assert f"v{uid}" in {h["exchange"] for h in out["halts"]}  # recorded all the same: the set is durable
+        assert f"not confirmed within 1s by consumer group {stalled} of risk:control" in result.stderr
+        assert f"REFUSED by consumer group {refusing} of risk:control" in result.stderr
+    finally:
+        consumer.stop()
+        await task
+        for group in (stalled, refusing):
+            await redis.xgroup_destroy(streams.RISK_CONTROL, group)
+        args = ["--reason", f"stalled {uid} over", "--exchange", f"v{uid}", "--wait-s", "0"]
+        resumed = await asyncio.to_thread(CliRunner().invoke, resume, args, env=env)
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["confirmed_by"] == []  # --wait-s 0: not checked
+
+
 async def test_executor_halts_when_risk_goes_silent(
     redis_url: str, database_url: str, db: Database, redis: Redis, uid: str, bus_settings: BusSettings
 ) -> None:
@@ -92,13 +135,17 @@ async def test_executor_halts_when_risk_goes_silent(
     settings = Settings(redis_url=redis_url, database_url=database_url, bus=bus_settings, risk=risk, control=KEYS)
     guard = armed_guard(risk, uid)
     controls: list[RiskControl] = []
+    last_beat = [0]  # when the executor applied the risk service's last heartbeat
 
     async def executor_handler(batch: list[Delivery]) -> None:
         for delivery in batch:
             for msg in delivery.messages:
                 if isinstance(msg, RiskControl):
-                    guard.on_control(msg, time.time_ns())
+                    now = time.time_ns()
+                    guard.on_control(msg, now)
                     controls.append(msg)
+                    if msg.action == "heartbeat":
+                        last_beat[0] = now
 
     consumer = Consumer(redis, [streams.RISK_CONTROL], f"exec-{uid}", executor_handler, bus_settings, start_id="$")
     consumer_task = asyncio.create_task(consumer.run())
@@ -118,7 +165,8 @@ async def test_executor_halts_when_risk_goes_silent(
         await until_state_shows(redis, f"v{uid}")
         stopping.set()  # the risk service dies
         await service_task
-        await guard_waits_out(guard, uid, time.time_ns(), risk.heartbeat_timeout_s)
+        # judged from the last heartbeat, not from when the service finished stopping (slow under load)
+        await guard_waits_out(guard, uid, last_beat[0] + 1, risk.heartbeat_timeout_s)
     finally:
         stopping.set()
         if service_task is not None:

@@ -138,8 +138,9 @@ def test_fills_move_balances_exposure_and_pnl() -> None:
     assert state["unrealized_pnl"] == (110.0 - 100.0) * 1.0
 
 
-def test_margin_level_below_floor_buys_back() -> None:
+def test_margin_level_below_floor_buys_back_without_spot_collateral() -> None:
     svc, clock = service(margin_floor=1.5, margin_target=2.0)
+    svc.portfolio.balances["binance"]["USDT"] = 0.0  # nothing to top up with (tests/risk/test_risk_top_up.py)
     svc.on_market([book(100.0, clock.now)])
     short = OrderIntent("h1", "binance", "BTC/USDT", "sell", "ioc", 10.0, clock.now, margin_mode="cross")
     svc.on_orders([short])

@@ -53,9 +53,9 @@ async def test_publish_and_group_consume_acks_after_handler(redis, uid, bus_sett
     assert [m.trade_id for d in seen for m in d.messages] == ["1", "2", "3"]
     assert [len(d.messages) for d in seen] == [1, 2]
     assert (await redis.xpending(stream, "g"))["pending"] == 0
-    stats = await redis.hgetall(streams.STATS_KEY)
-    assert int(stats[f"{stream}:entries".encode()]) == 2
-    assert int(stats[f"{stream}:msgs".encode()]) == 3
+    stats = await redis.hgetall(streams.stats_key(stream))
+    assert int(stats[b"entries"]) == 2
+    assert int(stats[b"msgs"]) == 3
 
 
 async def test_publisher_batches_messages_into_entries_and_loses_none(redis, uid):

@@ -61,7 +61,9 @@ async def admin(own_redis: str) -> AsyncIterator[Redis]:
 async def test_a_refused_stream_is_kept_and_sent_once_allowed_while_the_others_go_through(redis, redis_url, uid):
     """NOPERM on one stream of the batch: the allowed stream's entries go in once, the refused ones wait."""
     allowed, refused, user = f"t:{uid}:a", f"t:{uid}:b", f"u{uid}"
-    await redis.execute_command("ACL", "SETUSER", user, "on", ">pw", f"~{allowed}", f"~{streams.STATS_KEY}", "+@all")
+    await redis.execute_command(
+        "ACL", "SETUSER", user, "on", ">pw", f"~{allowed}", f"~{streams.STATS_PREFIX}*", "+@all"
+    )
     client = Redis.from_url(redis_url, username=user, password="pw")
     metrics = ServiceMetrics("t")
     publisher = Publisher(RedisBus(client, BusSettings(messages_per_entry=10), metrics))
@@ -79,10 +81,10 @@ async def test_a_refused_stream_is_kept_and_sent_once_allowed_while_the_others_g
         await asyncio.wait_for(publisher.flush(), 20)
         assert await trade_ids(redis, refused) == [str(i) for i in range(50)]
         assert await trade_ids(redis, allowed) == [str(i) for i in range(50)]  # never sent twice
-        stats = await redis.hgetall(streams.STATS_KEY)
         for stream in (allowed, refused):
-            assert int(stats[f"{stream}:entries".encode()]) == 5
-            assert int(stats[f"{stream}:msgs".encode()]) == 50
+            stats = await redis.hgetall(streams.stats_key(stream))
+            assert int(stats[b"entries"]) == 5
+            assert int(stats[b"msgs"]) == 50
     finally:
         await publisher.close()
         await client.aclose()

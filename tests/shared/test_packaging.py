@@ -169,7 +169,7 @@ LOADERS = r"""
 import json, sys
 from pathlib import Path
 import services, shared
-from services.ingest.service import SAMPLE
+from services.ingest.samples import SAMPLE
 from services.ingest.venues import NAMES, get
 from services.trainer.training import ALGOS, load_config
 from importlib import resources

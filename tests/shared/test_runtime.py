@@ -93,7 +93,7 @@ async def test_an_optional_database_is_left_alone_when_unused(redis_url: str, da
 
 
 def test_the_stack_finds_the_dashboard_like_any_service():
-    assert available_services() == ["ingest", "executor", "risk", "trainer", "dashboard"]
+    assert available_services() == ["ingest", "executor", "risk", "trainer", "dashboard", "alerts"]
     assert "dashboard" in enabled_services(Settings())
     assert "dashboard" not in enabled_services(Settings(dashboard={"enabled": False}))
 

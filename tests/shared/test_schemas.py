@@ -24,6 +24,7 @@ from shared.schemas import (
     RiskEventKind,
     Status,
     Trade,
+    WalletTransfer,
     decode,
     encode,
     to_json,
@@ -47,6 +48,7 @@ EXAMPLES = [
     RiskEvent("crash_start", 9, "critical", exchange="kraken", detail={"drop": -0.3}),
     RiskControl("halt", 10, reason="operator"),
     PolicyUpdate("p1", "ppo", "file:///ckpt", 11, metrics={"sharpe": 1.2}),
+    WalletTransfer("tu-1", "binance", "USDT", 150.0, "spot", "cross", 12, status="done", venue_transfer_id="M1"),
 ]
 
 

@@ -105,3 +105,42 @@ async def test_postgres_restart_during_writes_loses_nothing(tmp_path: Path):
     finally:
         await db.close()
         server.stop()
+
+
+async def test_a_statement_picked_as_a_deadlocks_victim_runs_again(db, database_url, uid):
+    """Two transactions lock two rows in opposite orders (the executor's report flush and its order rows
+    once did, and the order rows of a policy's first two orders were never written): PostgreSQL aborts
+    one. `Database.execute` runs its statement again, so it succeeds once the other commits."""
+    import asyncpg
+
+    table = f"deadlock_{uid}"
+    await db.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, v int NOT NULL)")
+    await db.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+    other = await asyncpg.connect(database_url)
+    try:
+        await other.execute("SET deadlock_timeout = '30s'")  # the victim is the statement below, never this one
+        holding = other.transaction()
+        await holding.start()
+        await other.execute(f"UPDATE {table} SET v = v + 10 WHERE id = 2")
+        ours = asyncio.create_task(  # row 1, then (after a pause) row 2, which the other transaction holds
+            db.execute(
+                f"DO $$ BEGIN UPDATE {table} SET v = v + 1 WHERE id = 1; PERFORM pg_sleep(1);"
+                f" UPDATE {table} SET v = v + 1 WHERE id = 2; END $$"
+            )
+        )
+        written = (  # ours has a transaction id: its first UPDATE is done and it holds row 1
+            "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.query LIKE $1"
+            " AND a.query NOT LIKE '%pg_locks%' AND l.locktype = 'transactionid' AND l.granted"
+        )
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await db.fetch(written, f"%{table} SET v = v + 1 WHERE id = 1;%"):
+            assert asyncio.get_running_loop().time() < deadline, "our statement never started"
+            await asyncio.sleep(0.01)
+        await other.execute(f"UPDATE {table} SET v = v + 10 WHERE id = 1")  # waits for ours: the deadlock
+        await holding.commit()
+        await asyncio.wait_for(ours, 30)
+    finally:
+        await other.close()
+    rows = dict(await db.fetch(f"SELECT id, v FROM {table} ORDER BY id"))
+    await db.execute(f"DROP TABLE {table}")
+    assert rows == {1: 11, 2: 11}  # both transactions' updates, ours run twice but committed once

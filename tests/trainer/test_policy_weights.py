@@ -69,6 +69,7 @@ def built(algo: str, *overrides: str) -> tuple[Any, dict[str, Any]]:
     ("algo", "overrides", "kind"),
     [
         ("ppo", (), "mlp"),
+        ("appo", (), "mlp"),
         ("dqn", (), "dueling"),  # the shipped DQN config: dueling heads
         ("dqn", ("training.dueling=false",), "q"),
     ],

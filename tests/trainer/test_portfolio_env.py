@@ -9,7 +9,7 @@ import pytest
 
 from services.trainer.data import DataError
 from services.trainer.market_dir import load_market_dir
-from services.trainer.portfolio_env import PortfolioEnv
+from services.trainer.portfolio_env import SECONDS_PER_YEAR, PortfolioEnv
 from services.trainer.portfolio_eval import evaluate, simulate_weights
 from services.trainer.synth import lead_lag, write_csv, write_market_dir
 from shared.rl.bars import Bars
@@ -33,7 +33,10 @@ def test_spaces_and_observation_layout() -> None:
     assert any(name.startswith("basis:coinbase:BTC/USD-binance_futures") for name in env.data.names)
     obs, _, _, _, info = env.step(np.array([1.0, -1.0, -1.0], np.float32))
     assert list(info["weights"]) == [1.0, -1.0, 0.0]  # spot without margin cannot short
-    assert list(obs[-6:-3]) == [1.0, -1.0, 0.0]
+    held = env.book.weights(env.t)  # measured from the base amounts held, after the bar's move
+    np.testing.assert_allclose(obs[-6:-3], held, rtol=1e-6)
+    np.testing.assert_allclose(held, [1.0, -1.0, 0.0], atol=0.05)
+    assert env.book.qty[0] > 0 > env.book.qty[1] and env.book.qty[2] == 0.0
     discrete, _ = make(continuous=False)
     assert discrete.action_space.n == 27  # type: ignore[attr-defined]
 
@@ -47,13 +50,33 @@ def test_each_venue_pays_its_own_fees_and_funding() -> None:
     _, _, _, _, info = env.step(np.array([1.0, 1.0, 0.0], np.float32))
     assert info["cost"] == pytest.approx(0.01 * eq0[0])
     growth = env.data.close[201] / env.data.close[200]
-    assert env.equity[0] == pytest.approx((eq0[0] * 0.99) * growth[0])  # coinbase paid its fee from its own cash
+    assert env.equity[0] == pytest.approx(eq0[0] * (growth[0] - 0.01))  # coinbase paid its fee from its own cash
     assert env.equity[1] == pytest.approx(eq0[1] * growth[1])
     assert env.equity[2] == pytest.approx(eq0[2])  # binance spot stayed in cash
     funded, _ = make(cost=cheap, funding=0.08)  # 0.08 per 8 h = 1e-2 per minute bar
     funded.reset(options={"start": 200})
     funded.step(np.array([0.0, 1.0, 0.0], np.float32))
     assert funded.equity[1] == pytest.approx(eq0[1] * (growth[1] - 0.08 / 480))
+
+
+def test_a_spot_short_pays_borrow_interest_on_what_it_owes() -> None:
+    cheap = CostModel(tiers=(FeeTier(0.0, 0.0, 0.0),), half_spread=0.0, impact=0.0)
+    per_bar = 1e-3  # of the short's value, per one-minute bar
+    rate = per_bar * SECONDS_PER_YEAR / 60
+    equities = {}
+    for name, annual in (("free", 0.0), ("charged", rate)):
+        env, _ = make(cost=cheap, funding=0.0, spot_margin=True, borrow_rate_annual=annual)
+        env.reset(options={"start": 200})
+        env.step(np.array([0.0, 0.0, -1.0], np.float32))  # short ETH on binance spot (margin allowed)
+        owed = -env.book.qty[2] * env.data.close[200, 2]
+        assert owed > 0
+        equities[name] = env.equity[2]
+    assert equities["free"] - equities["charged"] == pytest.approx(per_bar * owed)
+    long_only, _ = make(cost=cheap, funding=0.0, borrow_rate_annual=rate)
+    long_only.reset(options={"start": 200})
+    eq0 = long_only.equity.copy()
+    long_only.step(np.array([0.0, 0.0, 1.0], np.float32))  # a long owes nothing
+    assert long_only.equity[2] == pytest.approx(eq0[2] * long_only.data.close[201, 2] / long_only.data.close[200, 2])
 
 
 def test_no_look_ahead_in_features_and_rewards() -> None:
@@ -101,3 +124,17 @@ def test_market_dir_reads_and_rejects_misaligned(tmp_path: Path) -> None:
     (tmp_path / "nonsense.csv").write_text("x")
     with pytest.raises(DataError, match="expected a name like"):
         load_market_dir(tmp_path)
+
+
+def test_train_refuses_folds_for_a_market_dir(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from services.trainer.cli import train
+
+    write_market_dir(lead_lag(300, 0), str(tmp_path))
+    env = {"TRADEWIND_TRAINER__POLICY_DIR": str(tmp_path / "policies")}
+    result = CliRunner().invoke(train, ["--algo", "ppo", "--data", str(tmp_path), "--folds", "3"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "--folds 3: walk-forward trains single-market policies only" in result.output
+    assert "portfolio_walkforward run DIR --folds K" in result.output
+    assert not (tmp_path / "policies").exists()  # refused before anything was trained or written

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from services.trainer.service import train_and_evaluate
+from services.trainer.rounds import train_and_evaluate
 from services.trainer.synth import make_market
 from shared.config import Settings
 from shared.sections.trainer import TrainerSettings

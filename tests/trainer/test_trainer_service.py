@@ -200,11 +200,11 @@ async def test_a_portfolio_round_records_its_market_set_and_promotes_by_the_rule
     settings = _portfolio_settings(tmp_path, markets)
     registry = PolicyRegistry(db, RedisBus(redis, settings.bus))
     trainer = OnlineTrainer(settings, registry, isolate=False, portfolio_train_fn=constant_portfolio_policy)
-    trades = _portfolio_trades(markets, 900)
+    trades = _portfolio_trades(markets, 1_250)  # the second round needs a held-out tail of new bars
     trainer.on_trades([t for t in trades if int(t.trade_id) < 300])
     assert await trainer.run_round() is None  # too few bars yet: nothing trained, nothing recorded
     assert await registry.trial_count(markets=markets) == 0
-    trainer.on_trades([t for t in trades if int(t.trade_id) >= 300])
+    trainer.on_trades([t for t in trades if 300 <= int(t.trade_id) < 900])
 
     first = await trainer.run_round()
     assert first is not None and len(first["trials"]) == 1
@@ -226,6 +226,7 @@ async def test_a_portfolio_round_records_its_market_set_and_promotes_by_the_rule
         await registry.promote(row["id"], "ppo", row["checkpoint_uri"], metrics, markets=markets)
     assert len(await _published(redis, row["id"])) == 1
     assert (await _published(redis, row["id"]))[0].markets == markets
+    trainer.on_trades([t for t in trades if int(t.trade_id) >= 900])  # a round judges bars no round judged yet
     second = await trainer.run_round()
     assert second is not None and len(second["trials"]) == 1
     row2 = (await db.fetch("SELECT * FROM policies WHERE id = $1", second["trials"][0]))[0]

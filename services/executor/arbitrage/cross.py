@@ -100,6 +100,7 @@ class CrossVenueArbitrage:
         risk_k: float = 2.0,
         min_profit: float = 0.0,
         max_amount: float | None = None,
+        max_amounts: Mapping[str, float] | None = None,
     ) -> None:
         self.taker_fees = taker_fees
         self.transfers = transfers
@@ -109,6 +110,7 @@ class CrossVenueArbitrage:
         self.risk_k = risk_k
         self.min_profit = min_profit
         self.max_amount = max_amount
+        self.max_amounts = max_amounts or {}  # per base asset, the most one trade may buy
         self.tops: dict[tuple[str, str], Top] = {}
 
     def on_top(self, venue: str, symbol: str, top: Top) -> None:
@@ -147,6 +149,7 @@ class CrossVenueArbitrage:
         depth = min(buy.ask_size, sell.bid_size, free(a, quote) / (buy.ask * (1 + fee_a)))
         if self.max_amount is not None:
             depth = min(depth, self.max_amount)
+        depth = min(depth, self.max_amounts.get(base, depth))
         inventory = min(depth, free(b, base))
         if inventory > 0 and inventory >= depth * 0.999:
             mode: Literal["inventory", "transfer"] = "inventory"

@@ -40,7 +40,7 @@ class CycleSet:
 
     def legs(self, cycle: int) -> list[tuple[int, int]]:
         """``(market index, side)`` of each leg, in trading order."""
-        return [(int(e) >> 1, int(e) & 1) for e in self.edges[cycle, : self.lengths[cycle]]]
+        return [(e >> 1, e & 1) for e in self.edges[cycle].tolist()[: self.lengths[cycle]]]
 
     def assets(self, cycle: int) -> list[str]:
         """The assets visited, start asset first and last (``["USDT", "BTC", "ETH", "USDT"]``)."""

@@ -32,24 +32,21 @@ class LegOrder:
     order_type: str = "ioc"  # "ioc" | "market"
 
 
-class ExecutionGuards:
-    """Book age, edge after fees and slippage, size cap, hourly cap and cool-down after failure."""
+class Pacing:
+    """What every arbitrage strategy's guards share: book age, the hourly cap and the cool-down after a failure."""
 
     def __init__(self, settings: ArbitrageSettings) -> None:
         self.settings = settings
-        self._slippage = settings.slippage_bps / 10_000
         self._started: deque[int] = deque()
         self._cooldown_until = 0
 
-    def refusal(self, opportunity: Opportunity, book_ts: Sequence[int], now: int) -> str | None:
-        """Why this opportunity must not be traded now (None: fire). ``book_ts``: each leg's book time, ns."""
+    def stale(self, book_ts: Sequence[int], now: int) -> bool:
+        """Is any leg's book (its time, ns) older than ``book_max_age_ms``?"""
         max_age_ns = self.settings.book_max_age_ms * 1e6
-        if any(now - ts > max_age_ns for ts in book_ts):
-            return "stale_book"
-        legs = len(opportunity.sized.fills)
-        # the edge must survive every leg filling `slippage` worse than the plan
-        if (1 + opportunity.net_return) * (1 - self._slippage) ** legs - 1 <= self.settings.min_net_return:
-            return "edge_below_slippage"
+        return any(now - ts > max_age_ns for ts in book_ts)
+
+    def paced(self, now: int) -> str | None:
+        """``cooldown`` or ``hourly_cap`` when one holds now, else None."""
         if now < self._cooldown_until:
             return "cooldown"
         while self._started and now - self._started[0] >= HOUR_NS:
@@ -65,6 +62,24 @@ class ExecutionGuards:
     def failed(self, now: int) -> None:
         """Start the cool-down after a failed execution."""
         self._cooldown_until = now + int(self.settings.cooldown_s * 1e9)
+
+
+class ExecutionGuards(Pacing):
+    """Book age, edge after fees and slippage, size cap, hourly cap and cool-down after failure."""
+
+    def __init__(self, settings: ArbitrageSettings) -> None:
+        super().__init__(settings)
+        self._slippage = settings.slippage_bps / 10_000
+
+    def refusal(self, opportunity: Opportunity, book_ts: Sequence[int], now: int) -> str | None:
+        """Why this opportunity must not be traded now (None: fire). ``book_ts``: each leg's book time, ns."""
+        if self.stale(book_ts, now):
+            return "stale_book"
+        legs = len(opportunity.sized.fills)
+        # the edge must survive every leg filling `slippage` worse than the plan
+        if (1 + opportunity.net_return) * (1 - self._slippage) ** legs - 1 <= self.settings.min_net_return:
+            return "edge_below_slippage"
+        return self.paced(now)
 
 
 def _floor(amount: float, step: float) -> float:

@@ -3,25 +3,26 @@
 One ``ArbitrageStrategy`` (``services.executor.arbitrage.strategy``) per venue of
 ``arbitrage.venues``: each takes its venue's book updates and the reports of its own orders, and
 its opportunity and execution records are stored after every batch (``arb_opportunities``,
-``arb_executions``). Losing some records must not stall market data or orders, so a failed write
-is logged and dropped.
+``arb_executions``) and published on ``arb:events``. Losing some records must not stall market
+data or orders, so a failed write is logged and dropped.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from services.executor.arbitrage.markets import load_markets
-from services.executor.arbitrage.records import ArbitrageStore
+from services.executor.arbitrage.records import ArbitrageStore, ExecutionRecord, OpportunityRecord
 from services.executor.arbitrage.strategy import ArbitrageStrategy
 from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
 from shared.paper.book import SimBook
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent
+from shared.schemas import AnyMessage, BookUpdate, OrderEvent, OrderIntent, streams
 
 log = logging.getLogger(__name__)
+Publish = Callable[[str, Sequence[AnyMessage]], Awaitable[object]]
 
 
 def build(ctx: StrategyContext) -> CycleArbitrage | None:
@@ -47,7 +48,7 @@ def build(ctx: StrategyContext) -> CycleArbitrage | None:
             free=functools.partial(_free, ctx.free_balance, venue),
             markets=load_markets(path, fee) if path is not None else None,
         )
-    return CycleArbitrage(venues, ArbitrageStore(ctx.store.db))
+    return CycleArbitrage(venues, ArbitrageStore(ctx.store.db), ctx.publish)
 
 
 def _free(free_balance: Callable[[str, str], float | None], venue: str, asset: str) -> float:
@@ -60,9 +61,12 @@ class CycleArbitrage(StrategyBase):
     name = ArbitrageStrategy.name
     feeds: ClassVar[frozenset[Feed]] = frozenset({"book", "order_event"})
 
-    def __init__(self, venues: dict[str, ArbitrageStrategy], store: ArbitrageStore) -> None:
+    def __init__(
+        self, venues: dict[str, ArbitrageStrategy], store: ArbitrageStore, publish: Publish | None = None
+    ) -> None:
         self.venues = venues
         self.store = store
+        self.publish = publish
 
     def on_book(self, update: BookUpdate, book: SimBook) -> list[OrderIntent]:
         venue = self.venues.get(update.exchange)
@@ -78,7 +82,24 @@ class CycleArbitrage(StrategyBase):
             opportunities, executions = venue.drain()
             if not (opportunities or executions):
                 continue
-            try:
-                await self.store.save(opportunities, executions)
-            except Exception:  # records are reports: losing some must not stall market data or orders
-                log.exception("storing %d arbitrage records failed", len(opportunities) + len(executions))
+            await save_and_publish(self.store, self.publish, opportunities, executions)
+
+
+async def save_and_publish(
+    store: ArbitrageStore,
+    publish: Publish | None,
+    opportunities: Sequence[OpportunityRecord],
+    executions: Sequence[ExecutionRecord],
+) -> None:
+    """Store records in PostgreSQL and put them on ``arb:events``; a failure of either is logged and dropped
+    (records are reports: losing some must not stall market data or orders)."""
+    try:
+        await store.save(opportunities, executions)
+    except Exception:
+        log.exception("storing %d arbitrage records failed", len(opportunities) + len(executions))
+    if publish is not None:
+        try:
+            await publish(streams.ARB_EVENTS, [*(o.event() for o in opportunities), *(e.event() for e in executions)])
+        except Exception:
+            log.exception("publishing %d arbitrage records on %s failed", len(opportunities) + len(executions),
+                          streams.ARB_EVENTS)  # fmt: skip

@@ -12,14 +12,15 @@ A strategy is built from settings by its factory in ``registry``; what it needs 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import ClassVar, Literal, Protocol
 
 from services.executor.store import ExecutorStore
 from shared.config import Settings
 from shared.paper.book import SimBook
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, Trade
+from shared.schemas import AnyMessage, BookUpdate, OrderEvent, OrderIntent, PolicyUpdate, Trade
 
 Feed = Literal["book", "trade", "order_event", "policy"]
 
@@ -32,6 +33,12 @@ class StrategyContext:
     run_id: str  # unique per executor process: part of every client order id
     store: ExecutorStore  # the executor's records (``store.db`` for a strategy's own tables)
     free_balance: Callable[[str, str], float | None]  # (venue, asset) -> free spot amount; None: unknown
+    # Report records on a stream (``arb:events``): (stream, messages). None: records go to PostgreSQL only.
+    publish: Callable[[str, Sequence[AnyMessage]], Awaitable[object]] | None = None
+    # Move an asset to another venue: (from venue, asset, amount, address, to venue) -> the transfer's id.
+    withdraw: Callable[[str, str, Decimal, str, str], Awaitable[str]] | None = None
+    # Whether the venue ever received an order: (client order id, venue, symbol); None: cannot tell now.
+    knows: Callable[[str, str, str], Awaitable[bool | None]] | None = None
 
 
 class Strategy(Protocol):

@@ -1,8 +1,9 @@
 """The executor's side of the strategy protocol: build the strategies, keep the books, call the hooks.
 
 Every strategy is called the same way: the hooks its ``feeds`` name, in registry order, and the
-intents they return are handed back to the executor, which publishes them on ``orders:intents``
-(the ordinary order path). A strategy that fails to start stays idle; one whose records cannot be
+intents they return are handed back to the executor, which executes them at once
+(``services.executor.order_path``: claimed, journaled to ``orders:intents`` in the same Redis round
+trip, checked, sent). A strategy that fails to start stays idle; one whose records cannot be
 stored is logged: neither may stall market data or orders.
 """
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from services.executor.strategies import arbitrage, momentum, rl
+from services.executor.strategies import arbitrage, arbitrage_cross, momentum, rl
 from services.executor.strategies.base import Strategy, StrategyContext
 
 Factory = Callable[[StrategyContext], Strategy | None]
@@ -19,6 +19,7 @@ Factory = Callable[[StrategyContext], Strategy | None]
 FACTORIES: Mapping[str, Factory] = MappingProxyType(
     {
         "arb": arbitrage.build,  # first: a book update's cycle legs are published before the baseline's order
+        "xarb": arbitrage_cross.build,  # across venues, on markets two or more venues list
         "momentum": momentum.build,
         "rl": rl.build,
     }

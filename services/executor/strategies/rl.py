@@ -1,13 +1,15 @@
 """The RL strategy: trade the book of promoted policies on the executor's market data.
 
-The book holds one policy per market set (``strategies.book``): a single-market policy trades its
+The book holds one policy per market set (``shared.rl.book``): a single-market policy trades its
 market, a portfolio policy all of its markets, possibly on several venues. Each builds bars from
 `md:trades` exactly as the trainer did (same bar length and clock, from the policy's
 `tradewind.json`), and at each bar all its markets have closed gets target weights: a fraction of
 the capital the strategy gives that market's venue (``venue_capital``: at most `rl_notional` per
 venue and quote, and no more than what the strategy holds there plus the venue's free cash). Market
 orders move each market whose target changed there (as in the env, a held target is not rebalanced
-as prices drift); spot is long-only unless `rl_allow_short`.
+as prices drift), each sized by the market's lot rules as the env sizes them (`shared.rl.lots`: rounded
+towards zero to the lot step, none below the minimum quantity or notional); perpetuals may go short (as
+in the env), spot only with `rl_allow_short`.
 
 What the strategy holds is counted from fills (``strategies.holdings``): a rejected or partly filled
 order counts for what it filled. At start the holdings are restored from the stored fills before any
@@ -36,7 +38,8 @@ from typing import ClassVar
 from services.executor.gateway import OPEN_STATUSES
 from services.executor.store import UNSENT_STATUSES, ExecutorStore
 from services.executor.strategies.base import Feed, StrategyBase, StrategyContext
-from services.executor.strategies.book import (
+from services.executor.strategies.holdings import Holdings
+from shared.rl.book import (
     Decision,
     Market,
     PortfolioTrader,
@@ -46,17 +49,15 @@ from services.executor.strategies.book import (
     load_policy,
     seat,
 )
-from services.executor.strategies.holdings import Holdings
+from shared.rl.lots import NO_LOTS, LotRule, order_legs
 from shared.rl.policy import CheckpointPolicy, PolicyError
-from shared.rl.portfolio import PortfolioPolicy
+from shared.rl.portfolio import PortfolioPolicy, is_perpetual
 from shared.schemas import OrderEvent, OrderIntent, PolicyUpdate, Trade, streams
-from shared.schemas.messages import MarginMode, Side
 from shared.sections.executor import ExecutorSettings
 from shared.storage import policies
 
 log = logging.getLogger(__name__)
 
-FUNDING_MARGIN = 1.01  # a buy needs its notional free plus room for the fee (the guard's fee buffer)
 DECISIONS_KEPT = 10_000
 TARGET_EPS = 1e-9  # a target that moved less than this is held, not traded
 
@@ -125,7 +126,9 @@ class RLStrategy(StrategyBase):
             return []
         held = await self.store.held_by_strategy(self.name)  # before any policy trades
         pending = await self.store.orders_in((*OPEN_STATUSES, *UNSENT_STATUSES, "unknown"))
-        self.holdings.restore(held, [o for o in pending if o.intent.strategy == self.name])
+        mine = [o for o in pending if o.intent.strategy == self.name]
+        fees_taken = await self.store.base_fee_fills([o.intent.client_order_id for o in mine])
+        self.holdings.restore(held, mine, fees_taken)
         self._restored.set()
         book = await policies.promoted_per_market(self.store.db)
         if not book:
@@ -206,7 +209,12 @@ class RLStrategy(StrategyBase):
             return PortfolioTrader(policy, policy_id, self.decisions)
         if len(named) != 1:
             raise PolicyError(f"{policy.path}: a single-market policy promoted for {list(named) or 'no market'}")
-        return SingleMarketTrader(policy, policy_id, named[0], self.cfg.rl_allow_short, self.targets, self.decisions)
+        short = self.may_short(named[0])
+        return SingleMarketTrader(policy, policy_id, named[0], short, self.targets, self.decisions)
+
+    def may_short(self, market: Market) -> bool:
+        """Perpetuals short natively (as in the portfolio env); spot only through margin, when allowed."""
+        return self.cfg.rl_allow_short or is_perpetual(market[0])
 
     def on_trade(self, trade: Trade) -> list[OrderIntent]:
         """Fold one trade into its policy's bars; at a bar all its markets closed, trade to the new targets."""
@@ -263,7 +271,7 @@ class RLStrategy(StrategyBase):
         moves: list[tuple[Market, float]] = []
         for m in s.markets:
             weight = targets.get(m, self.targets.get(m, 0.0))
-            if not self.cfg.rl_allow_short:  # shorts go through the venue's cross margin: only when allowed
+            if not self.may_short(m):
                 weight = max(weight, 0.0)
             previous = self.targets.get(m, 0.0)
             self.targets[m] = weight
@@ -272,28 +280,17 @@ class RLStrategy(StrategyBase):
                 moves.append((m, weight * capital / self.prices[m] - self.holdings.position(m)))
         intents: list[OrderIntent] = []
         for m, delta in sorted(moves, key=lambda move: move[1] > 0):
-            intents += self._orders(m, delta, self.prices[m], now)
+            intents += self._orders(m, delta, self.prices[m], now, s.trader.lots.get(m, NO_LOTS))
         return intents
 
-    def _orders(self, key: Market, delta: float, price: float, now: int) -> list[OrderIntent]:
-        """Market orders for a change of `delta` base: cover or sell spot first, then margin."""
+    def _orders(self, key: Market, delta: float, price: float, now: int, lot: LotRule) -> list[OrderIntent]:
+        """Market orders for a change of `delta` base: cover or sell spot first, then margin; the change
+        and each order rounded towards zero to the lot step, none below the minimum quantity or notional."""
         exchange, symbol = key
         quote = symbol.partition("/")[2]
-        position = self.holdings.position(key)
-        legs: list[tuple[Side, float, MarginMode | None]] = []
-        if delta > 0:
-            cover = min(delta, max(-position, 0.0))
-            buy = delta - cover
-            free = self.free_balance(exchange, quote) if buy > 0 and self.free_balance else None
-            if free is not None:
-                buy = min(buy, free / (price * FUNDING_MARGIN))
-            legs += [("buy", cover, "cross"), ("buy", buy, None)]
-        elif delta < 0:
-            spot = min(-delta, max(position, 0.0))
-            legs += [("sell", spot, None), ("sell", -delta - spot, "cross")]
+        free = self.free_balance(exchange, quote) if delta > 0 and self.free_balance else None
         intents = []
-        for side, amount, margin in legs:
-            amount = float(f"{amount:.6g}")
+        for side, amount, margin in order_legs(delta, self.holdings.position(key), price, free, lot):
             if amount * price < max(self.cfg.rl_min_order, 1e-12):
                 continue
             intent = OrderIntent(

@@ -27,6 +27,9 @@ NAMES = MappingProxyType(
     }
 )
 
+# Venues that are generated, never recorded (so no capture is ever read as one): `tradewind up --mode synth`.
+GENERATED = MappingProxyType({"synth": "services.ingest.venues.binance:SYNTH_VENUE"})
+
 
 class UnknownVenue(KeyError):
     def __str__(self) -> str:
@@ -36,7 +39,7 @@ class UnknownVenue(KeyError):
 def get(exchange: str) -> Venue:
     """The venue adapter of ``exchange``."""
     try:
-        target = NAMES[exchange]
+        target = NAMES[exchange] if exchange in NAMES else GENERATED[exchange]
     except KeyError:
         raise UnknownVenue(exchange) from None
     module, attr = target.split(":")

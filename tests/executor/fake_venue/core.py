@@ -72,6 +72,7 @@ class FakeBinance:
             r.add_get(f"{prefix}/openOrders", self.open_orders)
         r.add_post("/sapi/v1/margin/borrow-repay", self.borrow_repay)
         r.add_post("/sapi/v1/capital/withdraw/apply", self.withdraw)
+        r.add_post("/sapi/v1/asset/transfer", self.transfer)
         accounts.add_routes(self, r)
         r.add_get("/ws-api/v3", self.ws.handler)
         return app
@@ -289,6 +290,20 @@ class FakeBinance:
         """Money moves outside our orders (a deposit, a withdrawal from the venue's website): test hook."""
         bal = self.bal(wallet)
         bal[asset] = bal.get(asset, Decimal(0)) + delta
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        """Universal transfer between our own wallets; MAIN_MARGIN (spot -> cross) and back, as Binance names them."""
+        p = await self.signed(request)
+        wallets = {"MAIN_MARGIN": ("spot", "cross"), "MARGIN_MAIN": ("cross", "spot")}
+        if p.get("type") not in wallets:
+            return web.json_response({"code": -1100, "msg": f"unsupported transfer type {p.get('type')}"}, status=400)
+        source, target = wallets[p["type"]]
+        amount, asset = Decimal(p["amount"]), p["asset"]
+        if self.bal(source).get(asset, Decimal(0)) < amount:
+            return web.json_response({"code": -5013, "msg": "Asset transfer failed: insufficient balance"}, status=400)
+        self.move_funds(source, asset, -amount)
+        self.move_funds(target, asset, amount)
+        return web.json_response({"tranId": self.next_id()})
 
     async def withdraw(self, request: web.Request) -> web.Response:
         p = await self.signed(request)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 from services.ingest.capture import Record, Session
 from services.ingest.connector import Connector
 from services.ingest.feed import Feed, FrameErrors, Sink, SymbolMap
-from services.ingest.venues.binance.config import BINANCE, BINANCE_FUTURES, BINANCE_US, BinanceSpec
+from services.ingest.venues.binance.config import BINANCE, BINANCE_FUTURES, BINANCE_US, SYNTH, BinanceSpec
 from services.ingest.venues.binance.connector import BinanceConnector, BinanceFeed
 from services.ingest.venues.binance.symbols import guess_unified, parse_markets
 from services.ingest.venues.subscribed import SubscribeVenue
@@ -91,5 +91,14 @@ class BinanceVenue(SubscribeVenue):
 BINANCE_VENUE = BinanceVenue(BINANCE)
 BINANCE_US_VENUE = BinanceVenue(BINANCE_US)
 BINANCE_FUTURES_VENUE = BinanceVenue(BINANCE_FUTURES)
+SYNTH_VENUE = BinanceVenue(SYNTH)  # the generated market of `tradewind up --mode synth`
 
-__all__ = ["BINANCE_FUTURES_VENUE", "BINANCE_US_VENUE", "BINANCE_VENUE", "BinanceFeed", "BinanceVenue", "Feed"]
+__all__ = [
+    "BINANCE_FUTURES_VENUE",
+    "BINANCE_US_VENUE",
+    "BINANCE_VENUE",
+    "SYNTH_VENUE",
+    "BinanceFeed",
+    "BinanceVenue",
+    "Feed",
+]

@@ -7,7 +7,7 @@ Hosts are never here: they are ``ingest.venues.<name>.base_url_ws`` / ``base_url
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 
@@ -59,6 +59,10 @@ BINANCE_FUTURES = BinanceSpec(
     max_messages_per_second=10,
     markets_file="binance_usdm_exchangeInfo.json.gz",
 )
+
+# `tradewind up --mode synth`: a generated market (services/ingest/synth.py) served in Binance spot's format
+# by the replay exchange; it lists its one market itself, so the shipped list is Binance's, never used.
+SYNTH = replace(BINANCE, exchange="synth")
 
 SPECS = {spec.exchange: spec for spec in (BINANCE, BINANCE_US, BINANCE_FUTURES)}
 

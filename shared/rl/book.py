@@ -1,4 +1,7 @@
-"""The RL strategy's book: the policies it trades, one seat per market set, each with its own bars.
+"""The RL book: the policies traded, one seat per market set, each with its own bars.
+
+The executor's RL strategy (``services.executor.strategies.rl``) trades it, and the risk simulator
+(``services.risk.sim_strategies``) runs it in the loop: one decision rule for both.
 
 Every policy, a single-market one (``CheckpointPolicy``, from `tradewind train --data FILE`) or a
 portfolio one (``shared.rl.portfolio.PortfolioPolicy``, `--data DIR`), is seated behind one
@@ -24,6 +27,7 @@ from shared.rl.bars import Bars
 from shared.rl.env_config import observe
 from shared.rl.features import WARMUP, compute_features
 from shared.rl.live_bars import LiveBars
+from shared.rl.lots import LotRule
 from shared.rl.policy import CheckpointPolicy, PolicyError
 from shared.rl.portfolio import HISTORY_BARS, PortfolioPolicy, load_portfolio_policy
 from shared.rl.weights import decode_net, decode_weights, read_weights
@@ -43,6 +47,7 @@ class Trader(Protocol):
     bar_seconds: float | None  # None: the policy does not say (settings must)
     bar_clock: str | None
     warmup_bars: int
+    lots: Mapping[Market, LotRule]  # each market's lot rules (the ones it was trained with); absent: any amount
 
     def decide(self, bars: Mapping[Market, Bars], fresh: int, held: Mapping[Market, float]) -> dict[Market, float]:
         """Target weights after the latest closed bars; ``fresh`` bars closed since the last call, ``held``
@@ -50,13 +55,13 @@ class Trader(Protocol):
         ...
 
 
-def load_policy(spec: str, root: str) -> CheckpointPolicy | PortfolioPolicy:
+def load_policy(spec: str, root: str | None, *, require_sha: bool = True) -> CheckpointPolicy | PortfolioPolicy:
     """The policy of a registered checkpoint (`<dir>#sha256=<hex>`): single-market or portfolio, as its
-    sha-checked header says."""
-    data, where, digest = read_weights(spec, root, require_sha=True)
+    sha-checked header says. ``root`` None, ``require_sha`` False: an operator's own file (the simulator)."""
+    data, where, digest = read_weights(spec, root, require_sha=require_sha)
     _, header = decode_net(data, where)
     if header.get("meta", {}).get("markets"):
-        return load_portfolio_policy(spec, root, require_sha=True)
+        return load_portfolio_policy(spec, root, require_sha=require_sha)
     return decode_weights(data, where, digest)
 
 
@@ -86,6 +91,7 @@ class SingleMarketTrader:
         self.warmup_bars = WARMUP + 1
         self.drop_columns = tuple(c for c in OPTIONAL_COLUMNS if c not in names)  # trained without them
         self.allow_short = allow_short
+        self.lots: Mapping[Market, LotRule] = {}
         self.levels = levels  # the strategy's last targets: the level held survives a hot swap
         self.decisions = decisions
 
@@ -124,6 +130,7 @@ class PortfolioTrader:
         self.bar_clock: str | None = policy.meta.get("bar_clock")
         self.warmup_bars = max(policy.warmup_bars, 1)
         self.decisions = decisions
+        self.lots: Mapping[Market, LotRule] = {m: policy.config.lot_for(m) for m in self.markets}
         names = [str(n).rsplit(":", 1)[-1] for n in policy.meta.get("feature_names", [])]
         self.drop_columns = tuple(c for c in OPTIONAL_COLUMNS if c not in names)  # trained without them
 
