@@ -19,7 +19,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 Payload = AnyMessage | Sequence[AnyMessage]
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 ERRORS_KEPT = 10_000  # handler errors remembered per consumer, for dead-letter records
+T = TypeVar("T")
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis did not answer a starting service within ``bus.start_wait_s``."""
 
 
 def connect_redis(url: str, timeout_s: float | None = None, *, cluster: bool = False) -> Redis:
@@ -61,6 +66,24 @@ def connect_redis(url: str, timeout_s: float | None = None, *, cluster: bool = F
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
     )
+
+
+async def when_redis_answers(operation: Callable[[], Awaitable[T]], what: str, wait_s: float) -> T:
+    """Run a start-up step that needs Redis, again with backoff while Redis is down, for up to ``wait_s``.
+
+    Redis restarting or failing over just as a service starts is no reason for the service to die: its
+    consumers ride out the same outage later. Only for steps that may run twice (reads, harmless writes)."""
+    deadline = time.monotonic() + wait_s
+    backoff = 0.1
+    while True:
+        try:
+            return await operation()
+        except TRANSIENT as exc:
+            if time.monotonic() + backoff > deadline:
+                raise RedisUnavailable(f"{what}: Redis did not answer for {wait_s:.0f}s ({exc})") from exc
+            log.warning("%s: lost Redis (%s); retrying in %.1fs", what, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
 
 
 def is_cluster(redis: Redis) -> bool:

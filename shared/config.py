@@ -50,6 +50,7 @@ class BusSettings(Section):
     max_deliveries: int = Field(5, ge=1, description="deliveries before an entry goes to the dead-letter stream")
     messages_per_entry: int = Field(100, ge=1, le=10_000, description="publisher batches this many per entry")
     cluster: bool = Field(False, description="REDIS_URL names a node of a Redis Cluster: use the cluster client")
+    start_wait_s: float = Field(60.0, gt=0, description="a starting service waits this long for Redis, then exits")
 
 
 class StorageSettings(Section):

@@ -37,7 +37,7 @@ from services.executor.strategies.base import StrategyContext
 from services.executor.strategies.host import StrategyHost
 from services.executor.transfers import Transfers
 from shared import halts, pretrade
-from shared.bus import Consumer, Delivery, RedisBus, Verify
+from shared.bus import Consumer, Delivery, RedisBus, Verify, when_redis_answers
 from shared.config import Settings
 from shared.metrics import ServiceMetrics
 from shared.paper import LedgerEntry
@@ -128,7 +128,9 @@ class Executor:
     async def restore_halts(self) -> None:
         """Load the halts in force (shared.halts) into the guard before anything can place an order:
         a halt issued while this process was down, or before it crashed, still holds."""
-        self.guard.halts = await halts.load(self.redis, self.store.db)
+        self.guard.halts = await when_redis_answers(
+            lambda: halts.load(self.redis, self.store.db), "executor: load the halts", self.settings.bus.start_wait_s
+        )
         if len(self.guard.halts):
             log.warning("executor starts halted: %s", [f"{h.id} ({h.reason})" for h in self.guard.halts])
 

@@ -28,7 +28,7 @@ from services.risk.portfolio import Portfolio
 from services.risk.record import Recorder
 from services.risk.restore import NoLiveBalances, save_peaks, wait_for_portfolio
 from shared import halts
-from shared.bus import TRANSIENT, Bus, Consumer, Delivery
+from shared.bus import TRANSIENT, Bus, Consumer, Delivery, when_redis_answers
 from shared.config import Settings
 from shared.halts import Halt, HaltSet
 from shared.ids import client_order_id
@@ -289,7 +289,8 @@ async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
     gate = ControlGate(settings.control, bus, "risk", heartbeat_timeout_s=settings.risk.heartbeat_timeout_s)
     service = RiskService(settings)
     # Before the first decision: the halts in force, the holdings and the drawdown peaks as stored.
-    service.restore_halts(await halts.load(redis, db))
+    wait_s = settings.bus.start_wait_s
+    service.restore_halts(await when_redis_answers(lambda: halts.load(redis, db), "risk: load the halts", wait_s))
     if db is not None:
         try:
             service.use_portfolio(await wait_for_portfolio(db, settings, settings.risk.live_balances_wait_s))
@@ -372,6 +373,7 @@ async def watch(svc: ServiceContext, stopping: asyncio.Event) -> None:
             c.stop()
 
     limits = settings.risk.limits.model_dump()
-    await recorder.emit([RiskEvent("service_start", time.time_ns(), detail={**limits, "mode": settings.mode})])
+    start = RiskEvent("service_start", time.time_ns(), detail={**limits, "mode": settings.mode})
+    await when_redis_answers(lambda: recorder.emit([start]), "risk: record its start", wait_s)
     log.info("risk: watching %d market-data streams; heartbeat every %.1fs", len(md_streams), settings.risk.heartbeat_s)
     await asyncio.gather(ticker(), *(c.run() for c in consumers))

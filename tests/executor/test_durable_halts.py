@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -14,13 +15,16 @@ from click.testing import CliRunner
 from services.executor.gateway import PaperGateway
 from services.executor.service import Executor
 from services.risk.cli import halt, resume
+from shared import halts
 from shared.bus import connect_redis
 from shared.config import Settings
+from shared.embedded import EmbeddedRedis, free_port
 from shared.paper import PaperExchange
 from shared.paper.recorded import read_binance_capture
-from shared.schemas import BookUpdate, OrderEvent, OrderIntent, decode, encode, streams
+from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, decode, encode, streams
+from shared.signing import OPERATOR
 from shared.storage import Database
-from tests.control import CLI_ENV, KEYS
+from tests.control import CLI_ENV, KEYS, SIGNERS
 
 CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 SNAPSHOT = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
@@ -116,6 +120,46 @@ async def test_a_halt_survives_an_executor_restart_and_a_redis_that_lost_it(isol
     finally:
         await db.close()
         await redis.aclose()
+
+
+async def test_an_executor_starting_while_redis_is_down_waits_for_it_and_starts_halted(
+    isolated: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis restarting just as the executor starts used to end it with a ConnectionError before it had
+    loaded the halts; now it waits for Redis, then starts halted from PostgreSQL's copy of the halt set."""
+    dsn, rurl = isolated
+    seeding = connect_redis(rurl)
+    db = await Database.connect(dsn, Settings().storage)
+    await db.migrate()
+    drill = RiskControl("halt", time.time_ns(), reason="drill", issued_by="cli:ops@host", cause="human")
+    await halts.send(seeding, [drill], signer=SIGNERS[OPERATOR], maxlen=10_000, db=db)
+    await seeding.aclose()
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())  # not started yet
+    redis = connect_redis(server.url)
+    settings = Settings(
+        mode="replay",
+        bus={"block_ms": 50, "claim_idle_ms": 1000, "claim_interval_ms": 200},
+        executor={"strategy_enabled": False, "rl_enabled": False, "market_data_venues": ["binance"]},
+        control=KEYS,
+    )
+    caplog.set_level(logging.WARNING, logger="shared.bus")
+    run = Run(settings, redis, db, "waits")
+    task = asyncio.create_task(run.executor.run())
+    try:
+        deadline = time.monotonic() + 20
+        while not any("executor: load the halts: lost Redis" in r.getMessage() for r in caplog.records):
+            assert not task.done(), task.exception() if not task.cancelled() else "cancelled"
+            assert time.monotonic() < deadline, "the executor never tried Redis"
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(run.executor.ready.wait(), 20)
+        assert run.executor.guard.halted == "drill"
+    finally:
+        run.executor.stop()
+        await task
+        await redis.aclose()
+        await db.close()
+        server.stop()
 
 
 async def test_an_executor_whose_consumer_dies_exits_non_zero_instead_of_stalling(isolated: tuple[str, str]) -> None:

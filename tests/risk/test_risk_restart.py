@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from services.risk import service as risk_service
 from shared import halts
 from shared.bus import connect_redis
 from shared.config import Settings
+from shared.embedded import EmbeddedRedis, free_port
 from shared.schemas import BookUpdate, Fill, OrderEvent, RiskControl, decode, encode, streams
 from shared.signing import OPERATOR, RISK
 from shared.storage import Database
@@ -141,3 +144,37 @@ async def test_live_risk_refuses_to_start_without_the_venues_balances(isolated: 
     s = live(settings(dsn, rurl, live_balances_wait_s=0.3))
     with pytest.raises(SystemExit, match="no venue balances stored yet"):
         await risk_service.run(s, asyncio.Event())
+
+
+async def test_a_risk_service_starting_while_redis_is_down_waits_for_it(
+    isolated: tuple[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis restarting just as risk starts (a kill -9 in the chaos run) used to end the service with a
+    ConnectionError: a restart that the supervisor, not Redis, had to mend. Now it waits, then takes over
+    the halts in force (here from PostgreSQL: the new Redis has none)."""
+    dsn, rurl = isolated
+    seeding = connect_redis(rurl)
+    db = await Database.connect(dsn, Settings().storage)
+    await db.migrate()
+    await seed(db, seeding)  # the drawdown halt is stored in PostgreSQL too
+    await seeding.aclose()
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port())  # not started yet
+    stopping = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="shared.bus")
+    task = asyncio.create_task(risk_service.run(settings(dsn, server.url), stopping))
+    redis = connect_redis(server.url)
+    try:
+        deadline = time.monotonic() + 20
+        while not any("risk: load the halts: lost Redis" in r.getMessage() for r in caplog.records):
+            assert not task.done(), task.exception() if not task.cancelled() else "cancelled"
+            assert time.monotonic() < deadline, "the risk service never tried Redis"
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(server.start)
+        await state_where(redis, lambda s: s["halted"] == "total drawdown")
+        assert not task.done()
+    finally:
+        stopping.set()
+        await task
+        await redis.aclose()
+        await db.close()
+        server.stop()
