@@ -162,6 +162,7 @@ async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
             "postgres": chaos.pg.kills,
         },
         "starts": {name: s.starts for name, s in chaos.services.items()},
+        "exit_codes": {name: s.exits for name, s in chaos.services.items()},  # -9: our kill; else the service's own
         "venue_requests": dict(Counter(r for r in fake.requests if not r.startswith("GET /api/v3/exchangeInfo"))),
         "stalls": chaos.stalls,
         "publish_retries": chaos.driver.publish_retries,

@@ -25,4 +25,16 @@ async def test_chaos_counts_nothing_twice_loses_no_fill_and_places_nothing_while
     assert summary["venue_fills"] > 0, "the run did not trade"
     assert summary["halt_window_s"] >= 2.0, "the halt lasted 30 decisions (0.1 s apart at least): no window to test"
     # each service started once, then once after each kill -9: Redis or PostgreSQL restarting killed none
-    assert summary["starts"] == {name: summary["kills"][name] + 1 for name in summary["starts"]}, summary["starts"]
+    # (a service's last exit is our stop)
+    own_exits = {name: [c for c in codes[:-1] if c != -9] for name, codes in summary["exit_codes"].items()}
+    logs = "".join(before_restarts(tmp_path / "logs" / f"{name}.log") for name, codes in own_exits.items() if codes)
+    assert summary["starts"] == {name: summary["kills"][name] + 1 for name in summary["starts"]}, (
+        f"{summary['starts']}, exits not ours {own_exits}\n{logs}"
+    )
+
+
+def before_restarts(log: Path, n: int = 25) -> str:
+    """The lines a service logged before each restart: why it exited, printed in CI's output."""
+    lines = log.read_text(errors="replace").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("---- chaos: start")][1:]
+    return "".join(f"---- {log.name}, before line {i}\n" + "\n".join(lines[max(0, i - n) : i]) + "\n" for i in starts)
