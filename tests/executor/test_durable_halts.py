@@ -25,6 +25,7 @@ from shared.schemas import BookUpdate, OrderEvent, OrderIntent, RiskControl, dec
 from shared.signing import OPERATOR
 from shared.storage import Database
 from tests.control import CLI_ENV, KEYS, SIGNERS
+from tests.late_redis import start_after_first_try
 
 CAPTURE = Path(__file__).parent.parent / "data" / "executor" / "binance_btcusdt_20240809_20s.gz"
 SNAPSHOT = next(m for m in read_binance_capture(CAPTURE) if isinstance(m, BookUpdate))
@@ -146,12 +147,7 @@ async def test_an_executor_starting_while_redis_is_down_waits_for_it_and_starts_
     run = Run(settings, redis, db, "waits")
     task = asyncio.create_task(run.executor.run())
     try:
-        deadline = time.monotonic() + 20
-        while not any("executor: load the halts: lost Redis" in r.getMessage() for r in caplog.records):
-            assert not task.done(), task.exception() if not task.cancelled() else "cancelled"
-            assert time.monotonic() < deadline, "the executor never tried Redis"
-            await asyncio.sleep(0.01)
-        await asyncio.to_thread(server.start)
+        await start_after_first_try(server, task, caplog, "executor: load the halts")
         await asyncio.wait_for(run.executor.ready.wait(), 20)
         assert run.executor.guard.halted == "drill"
     finally:

@@ -23,6 +23,7 @@ from shared.schemas import BookUpdate, Fill, OrderEvent, RiskControl, decode, en
 from shared.signing import OPERATOR, RISK
 from shared.storage import Database
 from tests.control import KEYS, SIGNERS
+from tests.late_redis import start_after_first_try
 
 pytestmark = pytest.mark.integration
 DAY_NS = 86_400 * 1_000_000_000
@@ -164,12 +165,7 @@ async def test_a_risk_service_starting_while_redis_is_down_waits_for_it(
     task = asyncio.create_task(risk_service.run(settings(dsn, server.url), stopping))
     redis = connect_redis(server.url)
     try:
-        deadline = time.monotonic() + 20
-        while not any("risk: load the halts: lost Redis" in r.getMessage() for r in caplog.records):
-            assert not task.done(), task.exception() if not task.cancelled() else "cancelled"
-            assert time.monotonic() < deadline, "the risk service never tried Redis"
-            await asyncio.sleep(0.01)
-        await asyncio.to_thread(server.start)
+        await start_after_first_try(server, task, caplog, "risk: load the halts")
         await state_where(redis, lambda s: s["halted"] == "total drawdown")
         assert not task.done()
     finally:
