@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from services.alerts import rules
 from services.alerts.sinks import Dispatcher, configured_sinks
-from shared.bus import by_slot, is_cluster
+from shared.bus import TRANSIENT, by_slot, is_cluster, when_redis_answers
 from shared.config import Settings
 from shared.runtime import ServiceTasks, service_context
 from shared.schemas import PolicyUpdate, RiskEvent, Status, decode, streams
@@ -84,9 +84,18 @@ def slot_reads(ends: dict[str, str], cluster: bool) -> list[dict[str, str]]:
 
 
 async def follow(redis: Redis, watcher: Watcher, ids: dict[str, str], block_ms: int) -> None:
-    """XREAD the followed streams after ``ids``, forever."""
+    """XREAD the followed streams after ``ids``, forever. Redis restarting is waited out with backoff, reading
+    on after the last entry seen: no alert is lost to the outage, none repeated."""
+    backoff = 0.1
     while True:
-        response: Any = await redis.xread(ids, count=500, block=block_ms)  # type: ignore[arg-type]
+        try:
+            response: Any = await redis.xread(ids, count=500, block=block_ms)  # type: ignore[arg-type]
+        except TRANSIENT as exc:
+            log.warning("alerts: lost Redis (%s); reading on in %.1fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+            continue
+        backoff = 0.1
         for raw_stream, entries in response or []:
             stream = _text(raw_stream)
             for entry_id, fields in entries:
@@ -133,7 +142,9 @@ async def main(settings: Settings) -> None:
         watcher = Watcher(dispatcher, settings.alerts.feed_stale_after_s)
         tasks = ServiceTasks("alerts")
         tasks.start(dispatcher.run(), "deliver")
-        ends = await stream_ends(svc.redis, FOLLOWED)  # before the log line below: what follows it is seen
+        ends = await when_redis_answers(  # before the log line below: what follows it is seen
+            lambda: stream_ends(svc.redis, FOLLOWED), "alerts: find the streams' ends", settings.bus.start_wait_s
+        )
         for i, ids in enumerate(slot_reads(ends, is_cluster(svc.redis))):
             tasks.start(follow(svc.redis, watcher, ids, settings.bus.block_ms), f"follow-{i}")
         tasks.start(tick_feeds(watcher), "feeds")
