@@ -3,8 +3,9 @@
 An order's outcome is classified, never guessed (``ccxt_outcomes``): a definite refusal of the venue
 is a rejection; anything else while placing makes it ``unknown``, reported so and looked up by client
 order id until the venue says what became of it. Order updates come from the private websocket (ccxt
-pro ``watch_orders``); REST polling only while it is down. The account (every wallet, positions, the
-reconciliation) is read through ``ccxt_account``.
+pro ``watch_orders``); open orders are read over REST often while it is down and now and then while it
+is up (a report it never sent). The account (every wallet, positions, the reconciliation) is read
+through ``ccxt_account``.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class CcxtGateway(Gateway):
         self.lookups = Lookups(venues, self.client, self._record, self._event, self._started_ms)
         self._streams: dict[str, asyncio.Task[None]] = {}
         self.stream_up: dict[str, bool] = {}
-        self._next_rest: dict[str, float] = {}
+        self._last_rest: dict[str, float] = {}  # venue -> when its open orders were last read over REST
         self._wake: Callable[[], None] = lambda: None
 
     def client(self, venue: str) -> Any:
@@ -193,6 +194,11 @@ class CcxtGateway(Gateway):
             order = await self.client(intent.exchange).cancel_order(
                 known.venue_id if known else None, intent.symbol, params
             )
+        except ccxt.OrderNotFound as exc:  # already filled or cancelled: read what became of it now
+            log.warning("%s: cancel of %s failed: %s; reading it", intent.exchange, intent.client_order_id, exc)
+            if known is not None:
+                await self._read_open(intent.client_order_id, known)
+            return
         except Exception as exc:  # the order's own reports still say what became of it
             log.warning("%s: cancel of %s failed: %s", intent.exchange, intent.client_order_id, exc)
             return
@@ -266,22 +272,30 @@ class CcxtGateway(Gateway):
         await self.lookups.resolve_due(int(time.time() * 1000))
         now = time.monotonic()
         for venue in self.clients:
-            if not self.stream_up.get(venue) and now >= self._next_rest.get(venue, 0.0):
-                self._next_rest[venue] = now + self.venues[venue].rest_poll_s
+            cfg = self.venues[venue]
+            # while the socket is up, still now and then: a report it never sent (a fill that came while it
+            # subscribed; the venue replays nothing) would leave the order open here for good
+            every = cfg.rest_check_s if self.stream_up.get(venue) else cfg.rest_poll_s
+            if now - self._last_rest.get(venue, float("-inf")) >= every:
+                self._last_rest[venue] = now
                 await self._refresh_rest(venue)
         events, self._events = self._events, []
         return [(e, 0) for e in events]
 
     async def _refresh_rest(self, venue: str) -> None:
         for cid, t in [(c, t) for c, t in self._open.items() if t.venue == venue]:
-            params = {"marginMode": t.margin_mode} if t.margin_mode else {}
-            try:
-                order = await self.client(venue).fetch_order(t.venue_id, t.symbol, params)
-            except Exception as exc:  # the next round tries again
-                log.warning("%s: refreshing %s failed: %s", venue, cid, exc)
-                continue
-            if dec(order.get("filled") or 0) != self._seen_filled.get(cid) or order.get("status") != "open":
-                self._record(cid, venue, t.symbol, t.side, order, t.margin_mode)
+            await self._read_open(cid, t)
+
+    async def _read_open(self, cid: str, t: Tracked) -> None:
+        """Read one of our open orders over REST; record it if it moved since the last report."""
+        params = {"marginMode": t.margin_mode} if t.margin_mode else {}
+        try:
+            order = await self.client(t.venue).fetch_order(t.venue_id, t.symbol, params)
+        except Exception as exc:  # the next round tries again
+            log.warning("%s: refreshing %s failed: %s", t.venue, cid, exc)
+            return
+        if dec(order.get("filled") or 0) != self._seen_filled.get(cid) or order.get("status") != "open":
+            self._record(cid, t.venue, t.symbol, t.side, order, t.margin_mode)
 
     def _start_streams(self) -> None:
         for venue, cfg in self.venues.items():

@@ -109,6 +109,9 @@ class CcxtVenue(Section):
     lookup_backoff_max_s: float = Field(30.0, gt=0, description="longest wait between two lookups")
     websocket: bool = Field(True, description="order updates from the private websocket (ccxt pro); REST fallback")
     rest_poll_s: float = Field(1.0, gt=0, description="REST refresh of open orders while the websocket is down")
+    rest_check_s: float = Field(
+        10.0, gt=0, description="REST refresh of open orders while the websocket is up: finds a report it never sent"
+    )
     audit_tolerance: float = Field(
         1e-6, ge=0, description="relative difference of a balance tolerated by the reconciliation"
     )

@@ -64,6 +64,13 @@ async def query(dsn: str, sql: str, *args: object) -> list[asyncpg.Record] | Non
         await conn.close()
 
 
+async def order_rows(dsn: str, cids: list[str]) -> dict[str, str | None]:
+    """PostgreSQL's status of each order (None: no row), to read a lost fill's story in the logs."""
+    rows = await query(dsn, "SELECT client_order_id, status FROM orders WHERE client_order_id = ANY($1)", cids) or []
+    found = {r["client_order_id"]: r["status"] for r in rows}
+    return {cid: found.get(cid) for cid in cids}
+
+
 def decision_number(cid: str, tag: str) -> int | None:
     m = re.fullmatch(rf"chaos{tag}n(\d+)", cid)
     return int(m.group(1)) if m else None
@@ -119,6 +126,7 @@ async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
     stored = await pg_fills(dsn) or {}
     venue_fills = lost_fills = over_stored = 0
     lost_qty = D(0)
+    lost_ids: list[str] = []
     for oid, o in fake.orders.items():
         fills = o.get("_fills", [])
         venue_fills += len(fills)
@@ -126,6 +134,7 @@ async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
         if have < qty:
             lost_fills += len(fills) if have == 0 else 1  # none stored: all of them; else at least one
             lost_qty += qty - have
+            lost_ids.append(o["clientOrderId"])
         elif have > qty:
             over_stored += 1
     window = chaos.halt_window
@@ -147,6 +156,7 @@ async def summary(chaos: Chaos, dsn: str) -> dict[str, Any]:
         "unattributed_venue_orders": unattributed,
         "lost_fills": lost_fills,
         "lost_fill_qty": str(lost_qty),
+        "lost_fill_orders": await order_rows(dsn, lost_ids),  # client id -> PostgreSQL's status of it
         "venue_orders_over_stored": over_stored,
         "orders_while_halted": len(while_halted),
         "orders_while_halted_ids": while_halted,

@@ -1,8 +1,10 @@
-"""Order updates from the venue's private websocket (ccxt pro ``watch_orders``), REST only while it is down.
+"""Order updates from the venue's private websocket (ccxt pro ``watch_orders``); REST every
+``rest_poll_s`` while it is down, and every ``rest_check_s`` while it is up.
 
 Real ccxt against the fake venue's user-data stream: a resting order filled by someone else is seen
 through the pushed executionReport with no REST order lookup (and wakes the host at once); with the
-stream down, REST polling takes over and still reports the fill.
+stream down, REST polling takes over and still reports the fill; a report the stream never sent is
+found by the slower check, or at once by a cancel the venue answers "unknown order".
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def filled(cid: str) -> Callable[[list[OrderEvent]], bool]:
 
 
 async def test_fills_arrive_on_the_private_websocket_and_over_rest_while_it_is_down() -> None:
-    async with fake_venue(rest_poll_s=0.05, **FAST) as (fake, cfg):
+    async with fake_venue(rest_poll_s=0.05, rest_check_s=600.0, **FAST) as (fake, cfg):
         price = float(fake.book["BTCUSDT"]["bids"][5][0])  # below the touch: it rests
         gateway = CcxtGateway({"binance": cfg})
         try:
@@ -69,5 +71,51 @@ async def test_fills_arrive_on_the_private_websocket_and_over_rest_while_it_is_d
             assert fake.ws.pushed == pushed  # nothing went out on the stream: REST found it
             assert fake.requests.count(LOOKUP) > lookups
             assert [(f.price, f.amount) for e in events if e.status == "filled" for f in e.fills] == [(price, 0.01)]
+        finally:
+            await gateway.close()
+
+
+async def stream_up(gateway: CcxtGateway, fake: object) -> None:
+    await poll_until(
+        gateway,
+        lambda _: gateway.stream_up.get("binance", False) and fake.ws.subscribed >= 1,  # type: ignore[attr-defined]
+        "the private websocket never came up",
+    )
+
+
+async def test_a_fill_the_websocket_never_reported_is_found_by_the_rest_check() -> None:
+    """The stream is up, but the fill's report never came (a fill while the subscription was being made:
+    the venue replays nothing). Before, nothing read that order again: it stayed open here for good."""
+    async with fake_venue(rest_poll_s=0.05, rest_check_s=0.2, **FAST) as (fake, cfg):
+        price = float(fake.book["BTCUSDT"]["bids"][5][0])
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.submit(resting_buy("lost", price))
+            await stream_up(gateway, fake)
+            pushed = fake.ws.pushed
+            fake.ws.drop = 1
+            await fake.fill_resting("lost")
+            events = await poll_until(gateway, filled("lost"), "the unreported fill was never found")
+            assert fake.ws.pushed == pushed  # it was not pushed: REST found it
+            assert [(f.price, f.amount) for e in events if e.status == "filled" for f in e.fills] == [(price, 0.01)]
+        finally:
+            await gateway.close()
+
+
+async def test_a_cancel_answered_unknown_order_reads_what_became_of_it() -> None:
+    """Cancelling an order that filled unreported (Binance -2011 "Unknown order sent."): the order is read
+    at once and its fill recorded; the slow check is far off here."""
+    async with fake_venue(rest_poll_s=0.05, rest_check_s=600.0, **FAST) as (fake, cfg):
+        price = float(fake.book["BTCUSDT"]["bids"][5][0])
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.submit(resting_buy("gone", price))
+            await stream_up(gateway, fake)
+            fake.ws.drop = 1
+            await fake.fill_resting("gone")
+            cancel = OrderIntent("gone", "binance", "BTC/USDT", "buy", "limit", 0.01, 0, price=price, cancel=True)
+            await gateway.submit(cancel)
+            events = [e for e, _ in await gateway.poll()]
+            assert [(e.client_order_id, e.status) for e in events] == [("gone", "filled")]
         finally:
             await gateway.close()

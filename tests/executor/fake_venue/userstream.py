@@ -26,6 +26,7 @@ class UserStream:
         self.pushed = 0  # executionReports sent so far
         self.duplicate = 0  # fault: the next this many reports are sent twice
         self.hold = 0  # fault: the next this many reports are held back and sent after the one that follows
+        self.drop = 0  # fault: the next this many reports are never sent (as while a subscription is being made)
         self._held: list[dict[str, Any]] = []
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
@@ -86,6 +87,9 @@ class UserStream:
         elif order["status"] in ("EXPIRED", "CANCELED"):
             reports.append(self._report(order, "EXPIRED", order["status"], now, None, cum, cum_quote))
         for r in reports:
+            if self.drop > 0:
+                self.drop -= 1
+                continue
             if self.hold > 0:  # out of order: this report arrives after a newer one
                 self.hold -= 1
                 self._held.append(r)
