@@ -29,6 +29,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # the pool resetting a connection the server dropped mid-statement ("cannot switch to state 15; another
+    # operation (2) is in progress"): the pool terminates that connection, a new try gets a new one
+    asyncpg.exceptions.InternalClientError,
 )
 
 

@@ -12,6 +12,7 @@ import pytest
 from shared.config import StorageSettings
 from shared.embedded import EmbeddedPostgres
 from shared.storage import CopyWriter, Database, migrations, ns_to_datetime
+from shared.storage.db import retrying
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +145,23 @@ async def test_a_statement_picked_as_a_deadlocks_victim_runs_again(db, database_
     rows = dict(await db.fetch(f"SELECT id, v FROM {table} ORDER BY id"))
     await db.execute(f"DROP TABLE {table}")
     assert rows == {1: 11, 2: 11}  # both transactions' updates, ours run twice but committed once
+
+
+async def test_a_connection_the_pool_could_not_reset_after_the_server_dropped_it_is_tried_again():
+    """A chaos run's risk service died of this, raised by asyncpg's pool while PostgreSQL was killed -9
+    (releasing a connection whose statement the server never finished): the statement is run again on a
+    new connection, like any other lost connection, within ``storage.retry_max_s``."""
+    import asyncpg
+
+    tries = []
+
+    async def statement() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 15; another operation (2) is in progress"
+            )
+        return "UPDATE 1"
+
+    assert await retrying(statement, "save the peaks", retry_max_s=5) == "UPDATE 1"
+    assert len(tries) == 2
