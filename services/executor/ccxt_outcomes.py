@@ -172,6 +172,13 @@ class Lookups:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, cfg.lookup_backoff_max_s)
                 continue
+            log.info(
+                "%s: %s is at the venue: %s, filled %s",
+                exchange,
+                client_order_id,
+                order.get("status"),
+                order.get("filled"),
+            )
             self.record(client_order_id, exchange, symbol, order.get("side") or "buy", order, None)
             return True
         return None

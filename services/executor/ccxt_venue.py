@@ -62,6 +62,7 @@ class CcxtGateway(Gateway):
         self.venues = venues
         self.clients = {name: exchange_factory(v) for name, v in venues.items()}
         self._open: dict[str, Tracked] = {}
+        self._early: dict[str, list[dict[str, Any]]] = {}  # orders being placed -> reports that beat the answer
         self._seen_filled: dict[str, Decimal] = {}  # open orders: cumulative filled seen so far
         # finished orders, for the late or duplicated reports that follow the last one (bounded)
         self._done_filled: LruDict[str, Decimal] = LruDict(done_kept)
@@ -124,6 +125,7 @@ class CcxtGateway(Gateway):
                 self._event(intent, "rejected", f"venue.borrow_failed.{type(exc).__name__}")
                 return
         sent_ms = int(client.milliseconds())
+        self._early[cid] = []
         try:
             order = await client.create_order(intent.symbol, kind, intent.side, intent.amount, intent.price, params)
         except Exception as exc:
@@ -136,9 +138,13 @@ class CcxtGateway(Gateway):
                 return
             log.warning("%s: outcome of %s unknown after %s; looking it up", intent.exchange, cid, name)
             self._event(intent, "unknown", f"venue.{name}")
-            self.lookups.start(intent, sent_ms)
+            self.lookups.start(intent, sent_ms)  # a lookup reads the whole order: early reports add nothing
             return
+        finally:
+            early = self._early.pop(cid)
         self._record(cid, intent.exchange, intent.symbol, intent.side, order, intent.margin_mode)
+        for pushed in early:  # the socket beat the answer (a fill right after acceptance): they count after it
+            self._record(cid, intent.exchange, intent.symbol, intent.side, pushed, intent.margin_mode)
 
     def _params(self, intent: OrderIntent) -> dict[str, Any]:
         params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
@@ -195,8 +201,8 @@ class CcxtGateway(Gateway):
                 known.venue_id if known else None, intent.symbol, params
             )
         except ccxt.OrderNotFound as exc:  # already filled or cancelled: read what became of it now
-            log.warning("%s: cancel of %s failed: %s; reading it", intent.exchange, intent.client_order_id, exc)
-            if known is not None:
+            log.warning("%s: cancel of %s failed: %s", intent.exchange, intent.client_order_id, exc)
+            if known is not None:  # not ours to read otherwise
                 await self._read_open(intent.client_order_id, known)
             return
         except Exception as exc:  # the order's own reports still say what became of it
@@ -332,6 +338,11 @@ class CcxtGateway(Gateway):
         if t is not None and t.venue == venue:
             self._record(cid, venue, t.symbol, t.side, o, t.margin_mode)
             self._wake()  # the host polls now, not at its idle period
+        elif cid in self._early:  # ours, its answer still on the way: counted once the answer is recorded
+            log.debug("%s: a report for %s came before the answer to placing it", venue, cid)
+            self._early[cid].append(dict(o))
+        else:  # placed by hand on the venue, or one this run lost track of
+            log.info("%s: a report for %s (%s), which this run does not follow", venue, cid, o.get("status"))
 
     def on_report(self, wake: Callable[[], None]) -> None:
         self._wake = wake
@@ -367,6 +378,14 @@ class CcxtGateway(Gateway):
             self._open.pop(cid, None)
             self.lookups.track(i)
             return
+        log.info(
+            "%s: following %s, left %s by an earlier run: %s, filled %s",
+            i.exchange,
+            cid,
+            order.status,
+            found.get("status"),
+            found.get("filled"),
+        )
         if dec(found.get("filled") or 0) != self._seen_filled.get(cid) or found.get("status") != "open":
             self._record(cid, i.exchange, i.symbol, i.side, found, i.margin_mode)  # older than a report: ignored
 

@@ -10,11 +10,15 @@ found by the slower check, or at once by a cancel the venue answers "unknown ord
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
+import pytest
+
 from services.executor.ccxt_gateway import CcxtGateway
 from shared.schemas import OrderEvent, OrderIntent
+from tests.executor.fake_venue import Fault
 from tests.executor.fake_venue.harness import fake_venue
 
 LOOKUP = "GET /api/v3/order"  # a REST order-status request at the fake
@@ -118,4 +122,36 @@ async def test_a_cancel_answered_unknown_order_reads_what_became_of_it() -> None
             events = [e for e, _ in await gateway.poll()]
             assert [(e.client_order_id, e.status) for e in events] == [("gone", "filled")]
         finally:
+            await gateway.close()
+
+
+async def test_a_fill_reported_on_the_websocket_before_the_orders_answer_counts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resting order filled at once: the socket's FILLED report arrives before the answer to our request
+    (which says NEW). The report used to be dropped (an order this run did not follow yet) and the order
+    then stayed open here; now it is applied after the answer. The venue holds its answer until the
+    gateway has had the report."""
+    caplog.set_level(logging.DEBUG, logger="services.executor.ccxt_venue")
+    async with fake_venue(rest_poll_s=0.05, rest_check_s=600.0, **{**FAST, "timeout_ms": 30_000}) as (fake, cfg):
+        price = float(fake.book["BTCUSDT"]["bids"][5][0])
+        gateway = CcxtGateway({"binance": cfg})
+        try:
+            await gateway.submit(resting_buy("warmup", price))  # the socket comes up on the first poll
+            await stream_up(gateway, fake)
+            lookups = fake.requests.count(LOOKUP)
+            fake.faults.append(Fault(fill_before_answer=True, hang=True))  # the answer waits for `released`
+            placing = asyncio.create_task(gateway.submit(resting_buy("quick", price)))
+            deadline = time.monotonic() + 10
+            while not any("quick" in r.getMessage() for r in caplog.records):  # the report reached the gateway
+                assert time.monotonic() < deadline and not placing.done(), "the fill's report never came"
+                await gateway.poll()
+                await asyncio.sleep(0.005)
+            fake.released.set()
+            await placing
+            events = await poll_until(gateway, filled("quick"), "the fill that beat the answer was lost")
+            assert fake.requests.count(LOOKUP) == lookups  # the pushed report did it, not a REST read
+            assert [(f.price, f.amount) for e in events if e.status == "filled" for f in e.fills] == [(price, 0.01)]
+        finally:
+            fake.released.set()
             await gateway.close()

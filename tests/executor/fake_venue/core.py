@@ -26,12 +26,15 @@ class Fault:
     ``accept``: the venue places the order before failing. ``hang``: the response never comes (the
     client's own timeout fires). ``status``: an HTTP error status instead of the answer (5xx, 429).
     ``hidden_lookups``: that many lookups answer "order does not exist" before it becomes visible.
+    ``fill_before_answer``: someone trades against the new resting order before its answer leaves (which
+    still says NEW): the fill's report on the private websocket beats the answer, as it can on Binance.
     """
 
     accept: bool = True
     hang: bool = False
     status: int | None = None
     hidden_lookups: int = 0
+    fill_before_answer: bool = False
 
 
 class FakeBinance:
@@ -141,6 +144,8 @@ class FakeBinance:
         if fault is not None:
             if fault.hidden_lookups and self.orders_by_client_id(p.get("newClientOrderId")):
                 self.orders_by_client_id(p.get("newClientOrderId"))[0]["_hidden"] = fault.hidden_lookups
+            if fault.fill_before_answer:
+                await self.fill_resting(p["newClientOrderId"])
             if fault.hang:
                 await self.released.wait()
             if fault.status:
