@@ -341,7 +341,7 @@ class CcxtGateway(Gateway):
         elif cid in self._early:  # ours, its answer still on the way: counted once the answer is recorded
             log.debug("%s: a report for %s came before the answer to placing it", venue, cid)
             self._early[cid].append(dict(o))
-        else:  # placed by hand on the venue, or one this run lost track of
+        elif cid not in self._done_filled:  # placed by hand on the venue, or one this run lost track of
             log.info("%s: a report for %s (%s), which this run does not follow", venue, cid, o.get("status"))
 
     def on_report(self, wake: Callable[[], None]) -> None:
