@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,17 @@ async def stream_up(gateway: CcxtGateway, fake: object) -> None:
     )
 
 
+async def filled_unreported(gateway: CcxtGateway, fake: Any, order: OrderIntent) -> int:
+    """Place ``order`` (resting), then someone fills it while the socket drops its report; return how many
+    reports the socket had pushed before."""
+    await gateway.submit(order)
+    await stream_up(gateway, fake)
+    pushed: int = fake.ws.pushed
+    fake.ws.drop = 1
+    await fake.fill_resting(order.client_order_id)
+    return pushed
+
+
 async def test_a_fill_the_websocket_never_reported_is_found_by_the_rest_check() -> None:
     """The stream is up, but the fill's report never came (a fill while the subscription was being made:
     the venue replays nothing). Before, nothing read that order again: it stayed open here for good."""
@@ -94,11 +106,7 @@ async def test_a_fill_the_websocket_never_reported_is_found_by_the_rest_check() 
         price = float(fake.book["BTCUSDT"]["bids"][5][0])
         gateway = CcxtGateway({"binance": cfg})
         try:
-            await gateway.submit(resting_buy("lost", price))
-            await stream_up(gateway, fake)
-            pushed = fake.ws.pushed
-            fake.ws.drop = 1
-            await fake.fill_resting("lost")
+            pushed = await filled_unreported(gateway, fake, resting_buy("lost", price))
             events = await poll_until(gateway, filled("lost"), "the unreported fill was never found")
             assert fake.ws.pushed == pushed  # it was not pushed: REST found it
             assert [(f.price, f.amount) for e in events if e.status == "filled" for f in e.fills] == [(price, 0.01)]
@@ -113,10 +121,7 @@ async def test_a_cancel_answered_unknown_order_reads_what_became_of_it() -> None
         price = float(fake.book["BTCUSDT"]["bids"][5][0])
         gateway = CcxtGateway({"binance": cfg})
         try:
-            await gateway.submit(resting_buy("gone", price))
-            await stream_up(gateway, fake)
-            fake.ws.drop = 1
-            await fake.fill_resting("gone")
+            await filled_unreported(gateway, fake, resting_buy("gone", price))
             cancel = OrderIntent("gone", "binance", "BTC/USDT", "buy", "limit", 0.01, 0, price=price, cancel=True)
             await gateway.submit(cancel)
             events = [e for e, _ in await gateway.poll()]
