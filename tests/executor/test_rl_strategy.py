@@ -241,16 +241,16 @@ async def test_promote_hot_loads_and_trades_on_paper(checkpoint: Path, isolated:
         assert rl_ids
         deadline = time.monotonic() + 15
         filled: set[str] = set()
+        outcomes: dict[str, list[tuple[str, str]]] = {}
         while not rl_ids <= filled and time.monotonic() < deadline:
-            filled = set()
+            outcomes = {}
             for _, fields in await redis.xrange(streams.ORDERS_EVENTS):
-                filled |= {
-                    m.client_order_id
-                    for m in decode(fields[streams.FIELD.encode()])
-                    if isinstance(m, OrderEvent) and m.status == "filled"
-                }
+                for m in decode(fields[streams.FIELD.encode()]):
+                    if isinstance(m, OrderEvent):
+                        outcomes.setdefault(m.client_order_id, []).append((m.status, m.reason))
+            filled = {cid for cid, seen in outcomes.items() if any(status == "filled" for status, _ in seen)}
             await asyncio.sleep(0.1)
-        assert rl_ids <= filled
+        assert rl_ids <= filled, {cid: outcomes.get(cid) for cid in rl_ids - filled}
         # what a restarted executor would seed its holdings with: the same as the strategy's own book
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
