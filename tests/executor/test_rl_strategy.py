@@ -92,7 +92,12 @@ async def test_decisions_equal_the_trainers_backtest(checkpoint: Path) -> None:
     trades = recorded_trades()
     intents: list[OrderIntent] = []
     for trade in trades:
-        intents += strategy.on_trade(trade)
+        sent = strategy.on_trade(trade)
+        for i in sent:  # each order fills before the next trade (a market waits for its order's report)
+            strategy.on_order_event(
+                OrderEvent(i.client_order_id, i.exchange, i.symbol, i.side, "filled", trade.ts, filled=i.amount)
+            )
+        intents += sent
 
     # independently: bars from the whole trade list at once, features as the trainer computes them
     ts = np.array([t.ts for t in trades], dtype=np.int64)

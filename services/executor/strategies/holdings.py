@@ -81,6 +81,10 @@ class Holdings:
             del self._open[event.client_order_id]
         return True
 
+    def busy(self, market: Market) -> bool:
+        """Whether an order of this strategy on the market has no final report yet."""
+        return any(o.market == market for o in self._open.values())
+
     def in_flight(self, market: Market) -> float:
         """Signed base amount open orders on this market may still fill."""
         return sum(o.sign * (o.amount - o.filled) for o in self._open.values() if o.market == market)

@@ -107,6 +107,7 @@ class RLStrategy(StrategyBase):
         self.active: Seat | None = None  # the seat loaded last
         self.holdings = Holdings()
         self.targets: dict[Market, float] = {}  # the weight last chosen per market: part of the observation
+        self._due: set[Market] = set()  # markets whose target changed and that have not traded to it yet
         self.prices: dict[Market, float] = {}  # the latest closed bar's close per traded market
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self.ticks = 0
@@ -267,7 +268,9 @@ class RLStrategy(StrategyBase):
 
     def _rebalance(self, s: Seat, targets: dict[Market, float], now: int) -> list[OrderIntent]:
         """Orders that move each market whose target changed to target x its venue's capital: sells first,
-        so a venue's buys see the cash it has."""
+        so a venue's buys see the cash it has. A market with an order of ours still open trades to its
+        target at the first bar after that order's final report: sized against what may still fill, a sell
+        would offer coins not received yet (the venue refuses it: insufficient balance)."""
         moves: list[tuple[Market, float]] = []
         for m in s.markets:
             weight = targets.get(m, self.targets.get(m, 0.0))
@@ -276,6 +279,9 @@ class RLStrategy(StrategyBase):
             previous = self.targets.get(m, 0.0)
             self.targets[m] = weight
             if abs(weight - previous) > TARGET_EPS:
+                self._due.add(m)
+            if m in self._due and not self.holdings.busy(m):
+                self._due.discard(m)
                 capital = self.venue_capital(m[0], m[1].partition("/")[2], s)
                 moves.append((m, weight * capital / self.prices[m] - self.holdings.position(m)))
         intents: list[OrderIntent] = []
