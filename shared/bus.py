@@ -24,8 +24,8 @@ from typing import Any, Protocol, TypeVar, cast
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import AuthenticationError, AuthorizationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bounded import LruDict
@@ -77,8 +77,11 @@ async def when_redis_answers(operation: Callable[[], Awaitable[T]], what: str, w
     backoff = 0.1
     while True:
         try:
-            return await operation()
-        except TRANSIENT as exc:
+            async with asyncio.timeout(max(deadline - time.monotonic(), backoff)):  # a server that never answers
+                return await operation()
+        except (AuthenticationError, AuthorizationError):  # redis-py's are ConnectionErrors: no wait mends them
+            raise
+        except (*TRANSIENT, TimeoutError) as exc:
             if time.monotonic() + backoff > deadline:
                 raise RedisUnavailable(f"{what}: Redis did not answer for {wait_s:.0f}s ({exc})") from exc
             log.warning("%s: lost Redis (%s); retrying in %.1fs", what, exc, backoff)

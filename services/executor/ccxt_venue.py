@@ -141,7 +141,7 @@ class CcxtGateway(Gateway):
             self.lookups.start(intent, sent_ms)  # a lookup reads the whole order: early reports add nothing
             return
         finally:
-            early = self._early.pop(cid)
+            early = self._early.pop(cid, [])
         self._record(cid, intent.exchange, intent.symbol, intent.side, order, intent.margin_mode)
         for pushed in early:  # the socket beat the answer (a fill right after acceptance): they count after it
             self._record(cid, intent.exchange, intent.symbol, intent.side, pushed, intent.margin_mode)
@@ -227,6 +227,8 @@ class CcxtGateway(Gateway):
         before = seen[cid] if cid in seen else self._done_filled.get(cid, Decimal(0))
         if filled < before:
             return  # an older update arriving after a newer one
+        if cid not in seen and cid in self._done_filled and status in ("accepted", "partially_filled"):
+            return  # finished here already: a stale read or report does not reopen it
         amount = dec(order.get("amount") or 0)
         base, quote = split_symbol(symbol)
         fills = new_fills(order, before, filled, quote)
@@ -272,8 +274,8 @@ class CcxtGateway(Gateway):
     # ---- reports -----------------------------------------------------------------------------
 
     async def poll(self) -> list[Report]:
-        """Resolve unknown outcomes that are due, refresh open orders over REST where the websocket is
-        down, and return every report gathered since the last call."""
+        """Resolve unknown outcomes that are due, read open orders over REST (often while the websocket is
+        down, every ``rest_check_s`` while it is up), and return every report gathered since the last call."""
         self._start_streams()
         await self.lookups.resolve_due(int(time.time() * 1000))
         now = time.monotonic()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.executor.strategies.rl import RLStrategy
+from services.executor.strategies.rl import REPORT_WAIT_BARS, RLStrategy
 from services.trainer.synth import lead_lag
 from shared.rl.portfolio import PortfolioConfig, build_portfolio_data, observation_size
 from shared.rl.weights import WEIGHTS_FILE, NumpyNet, encode_weights, file_sha256, with_sha
@@ -136,6 +136,19 @@ async def test_a_market_with_an_order_open_trades_to_its_new_target_after_the_or
     (sell,) = feed(strategy, trades(2, start_bar=403))
     assert (sell.exchange, sell.side) == (*SPOT[:1], "sell")
     assert sell.amount == pytest.approx(buy.amount * 0.9, rel=1e-5)  # what was received (6 digits), no more
+
+
+async def test_a_report_that_never_comes_holds_a_market_back_for_a_few_bars_only(tmp_path: Path) -> None:
+    strategy = book_strategy(tmp_path, cash=None)
+    assert await strategy.start() == []
+    assert await strategy.load(write_constant_policy(tmp_path, "p", MARKETS, [0.5, 0.0]), "p", markets=MARKETS)
+    (buy,) = feed(strategy, trades(400))
+    uri = write_constant_policy(tmp_path, "flat", MARKETS, [0.0, 0.0])
+    assert await strategy.on_policy(PolicyUpdate("flat", "ppo", uri, 3, markets=MARKETS)) == []
+    waited = feed(strategy, trades(REPORT_WAIT_BARS, start_bar=400))
+    assert waited == []
+    (sell,) = feed(strategy, trades(2, start_bar=400 + REPORT_WAIT_BARS))  # no report for the buy came at all
+    assert (sell.exchange, sell.side, sell.amount) == (*SPOT[:1], "sell", buy.amount)  # sized on the open buy
 
 
 async def test_each_market_set_has_its_own_seat_and_swap(tmp_path: Path) -> None:

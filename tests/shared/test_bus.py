@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from redis.exceptions import AuthenticationError
 
-from shared.bus import Consumer, Delivery, RedisBus
+from shared.bus import Consumer, Delivery, RedisBus, when_redis_answers
 from shared.config import BusSettings
 from shared.publisher import Publisher
 from shared.schemas import Trade, decode, streams
@@ -273,3 +274,17 @@ async def test_long_gone_consumers_with_nothing_pending_are_forgotten(redis, uid
     # "gone-clean" held nothing; "gone" held an entry, which was reclaimed first, then it was dropped too.
     assert names == {"alive"}
     assert (await redis.xpending(stream, "g"))["pending"] == 0
+
+
+async def test_a_starting_service_does_not_wait_out_a_refused_password() -> None:
+    """redis-py's AuthenticationError is a ConnectionError: it was retried like a Redis restart for
+    ``bus.start_wait_s``, then reported as Redis not answering."""
+    calls = []
+
+    async def load() -> None:
+        calls.append(1)
+        raise AuthenticationError("invalid username-password pair")
+
+    with pytest.raises(AuthenticationError):
+        await when_redis_answers(load, "risk: load the halts", wait_s=30)
+    assert calls == [1]

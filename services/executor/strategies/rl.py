@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 DECISIONS_KEPT = 10_000
 TARGET_EPS = 1e-9  # a target that moved less than this is held, not traded
+REPORT_WAIT_BARS = 10  # bars a market waits for its open order's final report before it trades anyway
 
 Loader = Callable[[str], CheckpointPolicy | PortfolioPolicy]
 
@@ -107,7 +108,7 @@ class RLStrategy(StrategyBase):
         self.active: Seat | None = None  # the seat loaded last
         self.holdings = Holdings()
         self.targets: dict[Market, float] = {}  # the weight last chosen per market: part of the observation
-        self._due: set[Market] = set()  # markets whose target changed and that have not traded to it yet
+        self._due: dict[Market, int] = {}  # markets whose target changed, not traded to yet -> bars waited
         self.prices: dict[Market, float] = {}  # the latest closed bar's close per traded market
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self.ticks = 0
@@ -270,7 +271,9 @@ class RLStrategy(StrategyBase):
         """Orders that move each market whose target changed to target x its venue's capital: sells first,
         so a venue's buys see the cash it has. A market with an order of ours still open trades to its
         target at the first bar after that order's final report: sized against what may still fill, a sell
-        would offer coins not received yet (the venue refuses it: insufficient balance)."""
+        would offer coins not received yet (the venue refuses it: insufficient balance). After
+        ``REPORT_WAIT_BARS`` bars without that report it trades anyway (and says so): a report that never
+        comes must not stop a market for good."""
         moves: list[tuple[Market, float]] = []
         for m in s.markets:
             weight = targets.get(m, self.targets.get(m, 0.0))
@@ -279,11 +282,16 @@ class RLStrategy(StrategyBase):
             previous = self.targets.get(m, 0.0)
             self.targets[m] = weight
             if abs(weight - previous) > TARGET_EPS:
-                self._due.add(m)
-            if m in self._due and not self.holdings.busy(m):
-                self._due.discard(m)
-                capital = self.venue_capital(m[0], m[1].partition("/")[2], s)
-                moves.append((m, weight * capital / self.prices[m] - self.holdings.position(m)))
+                self._due[m] = 0
+            if m not in self._due:
+                continue
+            if self.holdings.busy(m) and self._due[m] < REPORT_WAIT_BARS:
+                self._due[m] += 1
+                continue
+            if self._due.pop(m) >= REPORT_WAIT_BARS:
+                log.warning("rl: %s %s trades with an order still open after %d bars", *m, REPORT_WAIT_BARS)
+            capital = self.venue_capital(m[0], m[1].partition("/")[2], s)
+            moves.append((m, weight * capital / self.prices[m] - self.holdings.position(m)))
         intents: list[OrderIntent] = []
         for m, delta in sorted(moves, key=lambda move: move[1] > 0):
             intents += self._orders(m, delta, self.prices[m], now, s.trader.lots.get(m, NO_LOTS))
