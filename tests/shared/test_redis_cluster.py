@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from shared.sections.risk import RiskSettings
 from shared.signing import OPERATOR
 from shared.stack import stream_counters
 from tests.control import SIGNERS
+from tests.shared import redis_cluster as local
 from tests.shared.redis_cluster import LocalCluster
 
 
@@ -62,6 +64,29 @@ async def test_counters_per_stream_on_a_single_server(redis: Redis, redis_url: s
     assert not is_cluster(redis)
     infos = await monitor.sample(redis)
     assert (infos[a].entries_written, infos[a].msgs_written) == (1, 2)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_test_cluster_forms_on_new_ports_when_a_node_cannot_bind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI lost a run to a node that exited at start (its bus port, port + 10000, taken meanwhile)."""
+    real_pick = local._free_cluster_ports
+    first = real_pick(3)
+    picks = iter([first])
+    monkeypatch.setattr(local, "_free_cluster_ports", lambda n: next(picks, None) or real_pick(n))
+    server = LocalCluster(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first[1] + local.BUS_OFFSET))
+        taken.listen()
+        server.start(timeout=30)
+    try:
+        assert set(server.ports).isdisjoint(first[1:2]) and len(server.ports) == 3
+        assert "Address already in use" in (tmp_path / str(first[1]) / "redis.log").read_text()
+        assert local._answers(server.ports[0], b"CLUSTER INFO\r\n", b"cluster_state:ok")
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
