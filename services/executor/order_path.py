@@ -146,8 +146,9 @@ class OrderPath:
         """Return the client ids this batch must execute, in order; duplicates are dropped.
 
         ``journal``: append these to ``orders:intents`` in the same round trip (before the claims).
-        An id already claimed but without an order row was claimed by a run that died before storing
-        it: the venue is asked, and the order is sent again only if the venue never received it.
+        An id already claimed but without an order row holding its intent was claimed by a run that died
+        before storing it (a venue report may have made the row first): the venue is asked, and the order is
+        sent again only if the venue never received it; one it has is stored with its intent and followed.
         """
         if not intents and not journal:
             return []
@@ -170,19 +171,20 @@ class OrderPath:
         won = dict(zip(intents, results[3 if journal else 0 :], strict=True))
         retried = [cid for cid, ok in won.items() if not ok]
         if retried:
-            stored = await self.store.existing(retried)
-            unknown = []
+            stored = await self.store.with_intent(retried)
+            found = []
             for cid in retried:
                 if cid in stored:
                     continue
                 i = intents[cid]
-                known = await self.gateway.knows(cid, i.exchange, i.symbol)
+                known = await self.gateway.knows(cid, i.exchange, i.symbol)  # known: the gateway follows it now
                 if known is None:  # never resend a claimed id blindly: find out what became of it
                     self.gateway.track(i)
-                    unknown.append(i)
-                elif not known:
+                if known is not False:
+                    found.append(i)
+                else:
                     won[cid] = True
-            await self.store.save_orders(unknown)
+            await self.store.save_orders(found)
         return [cid for cid, ok in won.items() if ok]
 
 

@@ -68,10 +68,12 @@ class ExecutorStore:
             [encode(i) for i in intents],
         )
 
-    async def existing(self, client_order_ids: Sequence[str]) -> set[str]:
-        """The client ids among these that already have an order row."""
+    async def with_intent(self, client_order_ids: Sequence[str]) -> set[str]:
+        """The client ids among these whose order row holds the intent (``save_orders`` ran; a row a venue report
+        made before that holds none)."""
         rows = await self.db.fetch(
-            "SELECT client_order_id FROM orders WHERE client_order_id = ANY($1::text[])", list(client_order_ids)
+            "SELECT client_order_id FROM orders WHERE client_order_id = ANY($1::text[]) AND intent IS NOT NULL",
+            list(client_order_ids),
         )
         return {r["client_order_id"] for r in rows}
 
