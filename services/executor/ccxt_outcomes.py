@@ -150,7 +150,9 @@ class Lookups:
         lookup.next_ms = now_ms + int(lookup.delay_s * 1000)
         lookup.delay_s = min(lookup.delay_s * 2, cfg.lookup_backoff_max_s)
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
+    async def knows(
+        self, client_order_id: str, exchange: str, symbol: str, margin_mode: str | None = None
+    ) -> bool | None:
         """True when the venue has the order, False when it certainly never will, None when unknown.
 
         An order sent by an earlier run is certainly absent only once the receive window has passed since
@@ -158,9 +160,12 @@ class Lookups:
         """
         client, cfg = self.client(exchange), self.venues[exchange]
         delay = cfg.lookup_backoff_s
+        params: dict[str, Any] = {"clientOrderId": client_order_id}
+        if margin_mode:
+            params["marginMode"] = margin_mode
         for _ in range(4):
             try:
-                order = await client.fetch_order(None, symbol, {"clientOrderId": client_order_id})
+                order = await client.fetch_order(None, symbol, params)
             except ccxt.OrderNotFound:
                 wait_ms = self.started_ms + cfg.receive_window_ms + cfg.clock_skew_ms - int(time.time() * 1000)
                 if wait_ms <= 0:
@@ -179,6 +184,6 @@ class Lookups:
                 order.get("status"),
                 order.get("filled"),
             )
-            self.record(client_order_id, exchange, symbol, order.get("side") or "buy", order, None)
+            self.record(client_order_id, exchange, symbol, order.get("side") or "buy", order, margin_mode)
             return True
         return None

@@ -353,8 +353,10 @@ class CcxtGateway(Gateway):
         out, self._ledger = self._ledger, []
         return out
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
-        return await self.lookups.knows(client_order_id, exchange, symbol)
+    async def knows(
+        self, client_order_id: str, exchange: str, symbol: str, margin_mode: str | None = None
+    ) -> bool | None:
+        return await self.lookups.knows(client_order_id, exchange, symbol, margin_mode)
 
     def track(self, intent: OrderIntent) -> None:
         self.lookups.track(intent)

@@ -118,9 +118,12 @@ class Gateway(Protocol):
         host polls at once instead of at its idle period."""
         ...
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
+    async def knows(
+        self, client_order_id: str, exchange: str, symbol: str, margin_mode: str | None = None
+    ) -> bool | None:
         """Whether the venue has ever received this order (reconciliation after a crash): True, False
-        only when it certainly never will, None when that cannot be known now (never resend then)."""
+        only when it certainly never will, None when that cannot be known now (never resend then).
+        ``margin_mode``: the order's, asked where the venue keeps such orders (its spot side knows none)."""
         ...
 
     def track(self, intent: OrderIntent) -> None:
@@ -224,7 +227,9 @@ class PaperGateway:
     def on_report(self, wake: Callable[[], None]) -> None:
         self._wake = wake  # called after market data: reports then fall due at known times (next_due)
 
-    async def knows(self, client_order_id: str, exchange: str, symbol: str) -> bool | None:
+    async def knows(
+        self, client_order_id: str, exchange: str, symbol: str, margin_mode: str | None = None
+    ) -> bool | None:
         return client_order_id in self.exchange.orders
 
     def track(self, intent: OrderIntent) -> None:

@@ -177,7 +177,7 @@ class OrderPath:
                 if cid in stored:
                     continue
                 i = intents[cid]
-                known = await self.gateway.knows(cid, i.exchange, i.symbol)  # known: the gateway follows it now
+                known = await self.gateway.knows(cid, i.exchange, i.symbol, i.margin_mode)  # known: followed now
                 if known is None:  # never resend a claimed id blindly: find out what became of it
                     self.gateway.track(i)
                 if known is not False:

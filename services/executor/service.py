@@ -153,7 +153,7 @@ class Executor:
         resent = []
         for order in pending:
             i = order.intent
-            known = await self.gateway.knows(i.client_order_id, i.exchange, i.symbol)
+            known = await self.gateway.knows(i.client_order_id, i.exchange, i.symbol, i.margin_mode)
             if known is None:  # the venue could not say: look it up until it does, never resend blindly
                 self.gateway.track(i)
                 continue

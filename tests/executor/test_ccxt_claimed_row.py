@@ -24,14 +24,26 @@ from tests.executor.test_ccxt_executor import VENUE, final_event, live_executor,
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("margin_mode", [None, "cross"])
 async def test_an_order_whose_intent_was_never_stored_is_followed_after_a_crash(
-    isolated: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    isolated: tuple[str, str], monkeypatch: pytest.MonkeyPatch, margin_mode: str | None
 ) -> None:
+    """A margin order is asked of the venue's margin side: its spot side says "does not exist", which after the
+    receive window meant "never placed", and the order was sent a second time."""
     async with fake_venue(**VENUE) as (fake, cfg):
         settings = live_settings(cfg)
         bid = Decimal(fake.book["BTCUSDT"]["bids"][0][0])
         rest = OrderIntent(
-            "lost", "binance", "BTC/USDT", "buy", "limit", 0.01, time.time_ns(), price=float(bid), strategy="probe"
+            "lost",
+            "binance",
+            "BTC/USDT",
+            "buy",
+            "limit",
+            0.01,
+            time.time_ns(),
+            price=float(bid),
+            strategy="probe",
+            margin_mode=margin_mode,
         )
         crash = asyncio.Event()
 

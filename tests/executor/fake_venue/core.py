@@ -222,11 +222,15 @@ class FakeBinance:
         await self.ws.order_update(order, fill_json)
         return web.json_response(self.order_json(order, fill_json))
 
-    def find(self, p: dict[str, str], count_lookup: bool = False) -> dict[str, Any] | None:
+    def find(self, p: dict[str, str], path: str, count_lookup: bool = False) -> dict[str, Any] | None:
+        """The order these parameters name, among the orders of the wallet the endpoint serves (Binance's spot
+        endpoints know no margin order, its margin endpoints no spot one)."""
         if "orderId" in p:
             order = self.orders.get(int(p["orderId"]))
         else:
             order = next(iter(self.orders_by_client_id(p.get("origClientOrderId"))), None)
+        if order is not None and order["_wallet"] != self.wallet(p, path):
+            return None
         if order is not None and order.get("_hidden", 0) > 0:
             if count_lookup:
                 order["_hidden"] -= 1
@@ -234,7 +238,7 @@ class FakeBinance:
         return order
 
     async def cancel_order(self, request: web.Request) -> web.Response:
-        order = self.find(await self.signed(request))
+        order = self.find(await self.signed(request), request.path)
         if order is None or order["status"] not in ("NEW", "PARTIALLY_FILLED"):
             return web.json_response({"code": -2011, "msg": "Unknown order sent."}, status=400)
         order["status"] = "CANCELED"
@@ -242,7 +246,7 @@ class FakeBinance:
         return web.json_response(self.order_json(order))
 
     async def get_order(self, request: web.Request) -> web.Response:
-        order = self.find(await self.signed(request), count_lookup=True)
+        order = self.find(await self.signed(request), request.path, count_lookup=True)
         if order is None:
             return web.json_response({"code": -2013, "msg": "Order does not exist."}, status=400)
         return web.json_response(self.order_json(order))
