@@ -193,9 +193,11 @@ class CcxtGateway(Gateway):
 
     async def _cancel(self, intent: OrderIntent) -> None:
         known = self._open.get(intent.client_order_id)
+        looked_up = self.lookups.pending.get(intent.client_order_id)
+        margin_mode = known.margin_mode if known else looked_up.intent.margin_mode if looked_up else None
         params: dict[str, Any] = {"clientOrderId": intent.client_order_id}
-        if known and known.margin_mode:
-            params["marginMode"] = known.margin_mode
+        if margin_mode:  # the venue keeps a margin order on its margin side
+            params["marginMode"] = margin_mode
         try:
             order = await self.client(intent.exchange).cancel_order(
                 known.venue_id if known else None, intent.symbol, params

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-from services.executor.gateway import Gateway
+from services.executor.gateway import OPEN_STATUSES, Gateway, StoredOrder
 from services.executor.store import ExecutorStore
 from shared.bus import Delivery, RedisBus, is_cluster
 from shared.metrics import ServiceMetrics
@@ -146,9 +146,7 @@ class OrderPath:
         """Return the client ids this batch must execute, in order; duplicates are dropped.
 
         ``journal``: append these to ``orders:intents`` in the same round trip (before the claims).
-        An id already claimed but without an order row holding its intent was claimed by a run that died
-        before storing it (a venue report may have made the row first): the venue is asked, and the order is
-        sent again only if the venue never received it; one it has is stored with its intent and followed.
+        An id already claimed was claimed by an earlier run (``_claimed_before`` says what becomes of it).
         """
         if not intents and not journal:
             return []
@@ -169,23 +167,43 @@ class OrderPath:
         if journal and self.metrics:
             self.metrics.count_out(streams.ORDERS_INTENTS, len(journal))
         won = dict(zip(intents, results[3 if journal else 0 :], strict=True))
-        retried = [cid for cid, ok in won.items() if not ok]
-        if retried:
-            stored = await self.store.with_intent(retried)
-            found = []
-            for cid in retried:
-                if cid in stored:
-                    continue
-                i = intents[cid]
-                known = await self.gateway.knows(cid, i.exchange, i.symbol, i.margin_mode)  # known: followed now
-                if known is None:  # never resend a claimed id blindly: find out what became of it
-                    self.gateway.track(i)
-                if known is not False:
-                    found.append(i)
-                else:
-                    won[cid] = True
-            await self.store.save_orders(found)
+        for cid in await self._claimed_before([intents[cid] for cid, ok in won.items() if not ok]):
+            won[cid] = True
         return [cid for cid, ok in won.items() if ok]
+
+    async def _claimed_before(self, claimed: list[OrderIntent]) -> list[str]:
+        """Of these intents an earlier run claimed, the ids to send now: only those the venue never received.
+
+        With no order row, that run died before storing it: the venue is asked. A row a venue report made before
+        that run stored the intent (it holds none) gets the intent and, while the order is open, is followed from
+        the fills it holds: never sent again, no fill counted twice.
+        """
+        if not claimed:
+            return []
+        rows = await self.store.rows_of([i.client_order_id for i in claimed])
+        send, store, follow = [], [], []
+        for i in claimed:
+            cid = i.client_order_id
+            if cid in rows:
+                has_intent, status, venue_id, filled, avg = rows[cid]
+                if not has_intent:
+                    store.append(i)
+                    if status in OPEN_STATUSES:
+                        follow.append(StoredOrder(i, status, venue_id, filled, avg))
+                    elif status == "unknown":  # that run was still looking it up
+                        self.gateway.track(i)
+                continue
+            known = await self.gateway.knows(cid, i.exchange, i.symbol, i.margin_mode)  # known: followed now
+            if known is None:  # never resend a claimed id blindly: find out what became of it
+                self.gateway.track(i)
+            if known is False:
+                send.append(cid)
+            else:
+                store.append(i)
+        await self.store.save_orders(store)
+        for order in follow:
+            await self.gateway.follow(order)
+        return send
 
 
 def _split(batch: Sequence[OrderIntent]) -> tuple[dict[str, OrderIntent], list[OrderIntent]]:

@@ -68,14 +68,19 @@ class ExecutorStore:
             [encode(i) for i in intents],
         )
 
-    async def with_intent(self, client_order_ids: Sequence[str]) -> set[str]:
-        """The client ids among these whose order row holds the intent (``save_orders`` ran; a row a venue report
-        made before that holds none)."""
+    async def rows_of(self, client_order_ids: Sequence[str]) -> dict[str, tuple[bool, str, str, Decimal, Decimal]]:
+        """The order rows of these client ids: (holds the intent, status, venue order id, filled, average price).
+
+        A row that holds no intent was made by a venue report before ``save_orders`` ran."""
         rows = await self.db.fetch(
-            "SELECT client_order_id FROM orders WHERE client_order_id = ANY($1::text[]) AND intent IS NOT NULL",
+            "SELECT client_order_id, intent IS NOT NULL AS has_intent, status, venue_order_id, filled, avg_price"
+            " FROM orders WHERE client_order_id = ANY($1::text[])",
             list(client_order_ids),
         )
-        return {r["client_order_id"] for r in rows}
+        return {
+            r["client_order_id"]: (r["has_intent"], r["status"], r["venue_order_id"] or "", r["filled"], r["avg_price"])
+            for r in rows
+        }
 
     async def next_delivery(self) -> int | None:
         """When the earliest stored but unpublished event is due."""

@@ -89,6 +89,7 @@ class LocalCluster:
         for port in self.ports:
             node = self.directory / str(port)
             node.mkdir(parents=True, exist_ok=True)
+            (node / "nodes.conf").unlink(missing_ok=True)  # a port drawn again: that earlier node's slots are gone
             args = [
                 str(BIN / "redis-server"),
                 "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node),

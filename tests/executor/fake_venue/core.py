@@ -120,7 +120,7 @@ class FakeBinance:
     def wallet(self, params: dict[str, str], path: str) -> str:
         if "margin" not in path:
             return "spot"
-        return f"isolated:{params['symbol']}" if params.get("isIsolated") == "TRUE" else "cross"
+        return f"isolated:{params['symbol']}" if str(params.get("isIsolated", "")).upper() == "TRUE" else "cross"
 
     def bal(self, wallet: str) -> dict[str, Decimal]:
         return self.balances.setdefault(wallet, {})
