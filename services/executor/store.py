@@ -182,17 +182,18 @@ class ExecutorStore:
 
     async def _event(self, conn: asyncpg.Connection, e: OrderEvent, deliver_at: int) -> None:
         key = f"{e.client_order_id}|{e.status}|{e.filled!r}|{e.reason}"
-        inserted = await conn.fetchval(
-            "INSERT INTO order_events (client_order_id, event_key, payload, ts, deliver_at)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_key) DO NOTHING RETURNING id",
-            e.client_order_id,
-            key,
-            encode(e),
-            ns_to_datetime(e.ts),
-            deliver_at,
-        )
-        if inserted is None:
-            return  # this report was stored before (a replayed poll after a restart)
+        if not await self._insert_event(conn, e, key, deliver_at):
+            # Stored before: a replayed poll after a restart, dropped — unless the order's last word was `unknown`
+            # (a read that failed, then found it as it was), which this report settles: stored once more.
+            last = await conn.fetchrow(
+                "SELECT o.status, max(ev.id) AS id FROM orders o JOIN order_events ev USING (client_order_id)"
+                " WHERE o.client_order_id = $1 GROUP BY o.status",
+                e.client_order_id,
+            )
+            if last is None or last["status"] != "unknown" or e.status == "unknown":
+                return
+            if not await self._insert_event(conn, e, f"{key}|after:{last['id']}", deliver_at):
+                return
         await conn.execute(
             """
             INSERT INTO orders (client_order_id, exchange, symbol, side, order_type, amount, status, venue_order_id,
@@ -233,6 +234,20 @@ class ExecutorStore:
                     for f in e.fills
                 ],
             )
+
+    @staticmethod
+    async def _insert_event(conn: asyncpg.Connection, e: OrderEvent, key: str, deliver_at: int) -> bool:
+        """Store the report under ``key``; False when one is stored under that key already."""
+        inserted = await conn.fetchval(
+            "INSERT INTO order_events (client_order_id, event_key, payload, ts, deliver_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_key) DO NOTHING RETURNING id",
+            e.client_order_id,
+            key,
+            encode(e),
+            ns_to_datetime(e.ts),
+            deliver_at,
+        )
+        return inserted is not None
 
     async def publish_outbox(self, redis: Redis, bus: BusSettings, now: int, limit: int = 1000) -> int:
         """Publish stored events due by ``now`` not yet on ``orders:events``, each exactly once, in order.
