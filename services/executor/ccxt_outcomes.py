@@ -116,6 +116,8 @@ class Lookups:
 
     def track(self, intent: OrderIntent) -> None:
         """Report ``intent`` (sent by an earlier run) as unknown and look it up until the venue says."""
+        if intent.client_order_id in self.pending:
+            return  # looked up already (a batch handled again): its receive window runs from the first time
         cfg = self.venues[intent.exchange]
         self.event(intent, "unknown", "venue.lookup_failed")
         now = int(time.time() * 1000)

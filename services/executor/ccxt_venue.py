@@ -210,8 +210,7 @@ class CcxtGateway(Gateway):
         except Exception as exc:  # the order's own reports still say what became of it
             log.warning("%s: cancel of %s failed: %s", intent.exchange, intent.client_order_id, exc)
             return
-        mode = known.margin_mode if known else None
-        self._record(intent.client_order_id, intent.exchange, intent.symbol, intent.side, order, mode)
+        self._record(intent.client_order_id, intent.exchange, intent.symbol, intent.side, order, margin_mode)
 
     @staticmethod
     def _wallet(symbol: str, margin_mode: str | None) -> str:

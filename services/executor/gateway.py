@@ -236,7 +236,12 @@ class PaperGateway:
         raise AssertionError("the paper venue always knows its orders")
 
     async def follow(self, order: StoredOrder) -> None:
-        return None  # ``restore`` put the resting orders back in the paper book
+        """``restore`` put the resting orders back in the paper book, all but those whose row held no intent then
+        (a run died before storing it): such an order goes back once its intent is taken over."""
+        i = order.intent
+        if i.client_order_id not in self.exchange.orders:
+            cost = order.filled * order.avg_price
+            self.exchange.restore_order(i, order.venue_order_id, order.filled, cost, self.clock())
 
     async def audit(self) -> dict[str, list[str]]:
         return {}  # the simulated venue is the record itself

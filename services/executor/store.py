@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 import asyncpg
+import msgspec
 from redis.asyncio import Redis
 
 from services.executor.gateway import OPEN_STATUSES, StoredOrder, VenueBalance
@@ -192,6 +193,7 @@ class ExecutorStore:
             )
             if last is None or last["status"] != "unknown" or e.status == "unknown":
                 return
+            e = msgspec.structs.replace(e, fills=[])  # the same filled amount: its fills were stored with it
             if not await self._insert_event(conn, e, f"{key}|after:{last['id']}", deliver_at):
                 return
         await conn.execute(

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from services.executor.ccxt_gateway import CcxtGateway
-from services.executor.gateway import PaperGateway
+from services.executor.gateway import PaperGateway, StoredOrder
 from services.executor.store import ExecutorStore
 from services.executor.strategies.arbitrage import CycleArbitrage
 from services.executor.strategies.arbitrage_cross import CrossArbitrage
@@ -128,6 +128,19 @@ def test_momentum_checks_funds_only_where_the_gateway_can_tell() -> None:
             book.apply(update)
             sides += [i.side for i in strategy.on_book(update, book)]
         assert sides == expected
+
+
+async def test_the_paper_gateway_puts_back_an_order_whose_row_held_no_intent_at_restore() -> None:
+    """``restore`` rebuilds resting orders from rows holding their intent; one a report stored before its intent
+    (the run died in between) comes back when the intent is taken over, once."""
+    settings = Settings(mode="replay")
+    exchange = PaperExchange(settings.executor.venues, seed=1)
+    gateway = PaperGateway(exchange, clock=lambda: 10)
+    exchange.deposit("binance", "USDT", 1_000.0, 1, ref="initial")
+    intent = OrderIntent("r1", "binance", "BTC/USDT", "buy", "limit", 0.01, 1, price=100.0)
+    for _ in range(2):
+        await gateway.follow(StoredOrder(intent, "accepted", "p-7", Decimal(0), Decimal(0)))
+    assert [(o.client_order_id, o.order_id) for o in exchange.open_orders("binance")] == [("r1", "p-7")]
 
 
 def test_the_paper_gateway_hooks() -> None:
